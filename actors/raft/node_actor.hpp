@@ -1,0 +1,293 @@
+// The Raft node actor: one per process, owner of term, vote, the in-memory log and commit index.
+//
+//                 election timeout            pre-vote quorum           vote quorum
+//   ┌──────────┐ ───────────────▶ ┌───────────────┐ ──────────▶ ┌───────────┐ ──────────▶ ┌────────┐
+//   │ follower │                  │ pre-candidate │             │ candidate │             │ leader │
+//   └──────────┘ ◀─────────────── └───────────────┘             └───────────┘             └────────┘
+//        ▲        higher term, a leader's append, or a quorum of rejections    │                │
+//        └─────────────────────────────────────────────────────────────────────┴────────────────┘
+//                                   (leader: also when check-quorum finds no quorum)
+//
+// Each role is a CAF behavior; `become_follower`, `become_pre_candidate`, `become_candidate` and
+// `become_leader` are the only places that switch it. Everything the node depends on arrives as
+// messages, which is what lets the simulator run it deterministically:
+//   clock     -> `tick_atom` every `tick_interval` (delayed_send; simulated time under test)
+//   random    -> a PRNG seeded from the spawn argument (election timeouts only)
+//   network   -> peer handles given by `(peer_up_atom, id, actor)`; Raft RPCs are one-way messages
+//                naming their sender, so a handle can be a remote proxy or a simulated link
+//   disk      -> the storage actor (`persist_request` -> `persisted_atom`); the node grants a vote,
+//                acknowledges an append, or counts its own copy only once storage says durable
+//   state     -> the KV actor receives committed entries (`apply_batch`) and reports `applied_atom`
+//
+// Client protocol (any sender):
+//   (propose_atom, kv_command) -> propose_result   ok once committed *and* applied at `index`
+//   (read_atom)                -> propose_result   ok: reading the local KV actor now is
+//                                                  linearizable (ReadIndex, thesis §6.4)
+//   (status_atom)              -> raft_status
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "actors/raft/raft_log.hpp"
+#include "actors/types.hpp"
+
+namespace infinity {
+
+/// Tunables of one Raft node. Times are in ticks of `tick_interval`.
+struct raft_config {
+  std::string id;
+  /// Voting members, including `id`.
+  std::vector<std::string> members;
+  caf::timespan tick_interval = std::chrono::milliseconds(20);
+  uint32_t heartbeat_ticks = 2;
+  /// Election timeouts are drawn from [election_ticks, 2 * election_ticks).
+  uint32_t election_ticks = 10;
+  /// A follower that acknowledged nothing for this long while behind gets re-probed.
+  uint32_t retransmit_ticks = 4;
+  /// Pipelining window per follower.
+  uint32_t max_inflight_appends = 64;
+  size_t max_entries_per_append = 512;
+  size_t max_bytes_per_append = size_t{1} << 20;
+  size_t max_entries_per_apply = 1024;
+  /// Raft thesis §9.6: campaign only after a pre-vote round shows a quorum would vote.
+  bool pre_vote = true;
+  /// Raft thesis §6.2: a leader that hears from no quorum for an election timeout steps down,
+  /// and a node that hears from a leader ignores vote requests for that long.
+  bool check_quorum = true;
+  /// One line per event that matters (role change, term, leader); may be empty.
+  std::function<void(const std::string&)> log_event;
+#ifdef INFINITYSTORE_TESTING
+  /// Deliberately broken variant (tests only): commit entries of earlier terms by counting
+  /// replicas, the bug of Raft paper Figure 8. The simulator must catch it.
+  bool unsafe_commit_by_count = false;
+#endif
+
+  size_t quorum() const { return members.size() / 2 + 1; }
+};
+
+/// Thrown (after being recorded in `first_invariant_violation()`) when a Raft invariant breaks.
+struct invariant_violation : std::logic_error {
+  using std::logic_error::logic_error;
+};
+
+/// The first invariant violation seen in this process, empty if none; the simulator checks it
+/// after every step because CAF turns the exception into the actor's exit reason.
+const std::string& first_invariant_violation();
+void reset_invariant_violations();
+
+/// State and logic of a Raft node actor. Owned by the actor; never touched from other threads.
+/// Tests read it through `raft_node_of` while the actor is alive.
+class raft_node {
+public:
+  using actor_pointer = caf::stateful_actor<raft_node>*;
+
+  explicit raft_node(actor_pointer self);
+
+  static inline const char* name = "raft_node";
+
+  caf::behavior start(raft_config config, recovered_state recovered, caf::actor storage,
+                      caf::actor kv, uint64_t seed);
+
+  // -- read-only view (status, simulator checks) -------------------------------------------------
+
+  const std::string& id() const { return config_.id; }
+  raft_role role() const { return role_; }
+  uint64_t term() const { return term_; }
+  const std::string& voted_for() const { return voted_for_; }
+  const std::string& leader_id() const { return leader_id_; }
+  uint64_t commit_index() const { return commit_index_; }
+  uint64_t applied_index() const { return applied_index_; }
+  uint64_t durable_last_index() const { return durable_last_index_; }
+  const raft_log& log() const { return log_; }
+  raft_log& mutable_log_for_checks() { return log_; }
+  raft_status status() const;
+
+private:
+  /// Per-follower replication state. Leader only.
+  struct follower_progress {
+    enum class mode {
+      /// Match unknown: one append at a time until the follower accepts.
+      probe,
+      /// Pipelined: up to `max_inflight_appends` appends in flight.
+      replicate,
+    };
+    mode state = mode::probe;
+    uint64_t next_index = 1;
+    uint64_t match_index = 0;
+    /// Last index of each append in flight (replicate mode), oldest first.
+    std::deque<uint64_t> inflight;
+    bool probe_outstanding = false;
+    uint32_t ticks_since_ack = 0;
+    /// Highest heartbeat round this follower answered in the current term.
+    uint64_t acked_round = 0;
+    /// Heard from in the current check-quorum period.
+    bool recently_active = false;
+  };
+
+  struct pending_proposal {
+    uint64_t term;
+    caf::response_promise promise;
+  };
+
+  struct pending_read {
+    uint64_t read_index;
+    uint64_t round;
+    bool confirmed;
+    caf::response_promise promise;
+  };
+
+  /// A reply that may leave only once storage has made everything written before it durable.
+  struct deferred_send {
+    uint64_t required_seq;
+    std::string to;
+    caf::message message;
+  };
+
+  enum class message_kind {
+    append,
+    append_reply,
+    vote_request,
+    pre_vote_request,
+    vote_reply,
+    pre_vote_reply_granted,
+  };
+
+  // -- behaviors and role transitions (the only places that call become) -------------------------
+
+  caf::message_handler common_handlers();
+  caf::behavior follower_behavior();
+  caf::behavior candidate_behavior();
+  caf::behavior leader_behavior();
+
+  void become_follower(uint64_t term, const std::string& leader);
+  void become_pre_candidate();
+  void become_candidate();
+  void become_leader();
+
+  // -- message handling --------------------------------------------------------------------------
+
+  /// Raft's rules for a message's term; false when the message must be dropped.
+  bool accept_term(uint64_t message_term, message_kind kind, const std::string& from);
+  void handle_request_vote(const request_vote& request);
+  void handle_vote_reply(const vote_reply& reply);
+  void handle_append_entries(append_entries& request);
+  void handle_append_reply(const append_reply& reply);
+  void handle_tick();
+  caf::result<propose_result> handle_propose(kv_command& command);
+  caf::result<propose_result> handle_read();
+
+  // -- leader ------------------------------------------------------------------------------------
+
+  void send_append(const std::string& peer, bool heartbeat);
+  void broadcast_appends(bool heartbeat);
+  /// Sends as many appends to `peer` as its mode and window allow.
+  void fill_pipeline(const std::string& peer);
+  /// Heartbeats to every follower; starts a new read-confirmation round if one was requested.
+  void send_heartbeats();
+  void request_read_round();
+  void maybe_commit();
+  void confirm_reads();
+  void fail_leader_requests(propose_status status);
+
+  // -- candidate ---------------------------------------------------------------------------------
+
+  void record_vote(const std::string& voter, bool granted);
+  void tally_votes();
+
+  // -- persistence, applying, sending ------------------------------------------------------------
+
+  void queue_hard_state();
+  void queue_truncate(uint64_t from);
+  void queue_append(const log_entry& entry);
+  uint64_t required_seq() const;
+  void maybe_persist();
+  void on_persisted(uint64_t seq);
+  void maybe_apply();
+  void on_applied(uint64_t index);
+  void advance_commit(uint64_t index);
+  void send_after_durable(const std::string& to, caf::message message);
+  template <class... Ts>
+  void send_to(const std::string& to, Ts&&... xs);
+
+  void reset_election_timer();
+  bool in_lease() const;
+  void finish_step();
+  void check_invariants();
+  void log_event(const std::string& what);
+
+  actor_pointer self_;
+  raft_config config_;
+  caf::actor storage_;
+  caf::actor kv_;
+  std::mt19937_64 rng_;
+  /// Ordered so that broadcasts go out in the same order in every run.
+  std::map<std::string, caf::actor> peers_;
+
+  // Durable (mirrored in storage).
+  uint64_t term_ = 0;
+  std::string voted_for_;
+  raft_log log_;
+
+  // Volatile, every role.
+  raft_role role_ = raft_role::follower;
+  std::string leader_id_;
+  uint64_t commit_index_ = 0;
+  /// Entries handed to the KV actor.
+  uint64_t apply_sent_index_ = 0;
+  /// Entries the KV actor reported applied.
+  uint64_t applied_index_ = 0;
+  uint32_t election_elapsed_ = 0;
+  uint32_t randomized_election_ticks_ = 0;
+  uint32_t heartbeat_elapsed_ = 0;
+
+  // Persistence pipeline: at most one request in flight, the rest merged into `queued_`.
+  persist_request queued_;
+  bool queued_dirty_ = false;
+  bool persist_in_flight_ = false;
+  uint64_t sent_seq_ = 0;
+  uint64_t durable_seq_ = 0;
+  uint64_t inflight_last_index_ = 0;
+  uint64_t durable_last_index_ = 0;
+  std::vector<deferred_send> deferred_;
+
+  // Candidate and pre-candidate only.
+  std::map<std::string, bool> votes_;
+  uint64_t self_vote_seq_ = 0;
+
+  // Leader only.
+  std::map<std::string, follower_progress> progress_;
+  std::map<uint64_t, pending_proposal> pending_proposals_;
+  std::vector<pending_read> pending_reads_;
+  /// Reads that arrived before this term's first entry committed; they wait for it.
+  std::vector<caf::response_promise> reads_awaiting_term_commit_;
+  uint64_t round_ = 0;
+  bool read_round_requested_ = false;
+  bool flush_scheduled_ = false;
+
+  // Previous values, for monotonicity invariants.
+  uint64_t checked_term_ = 0;
+  uint64_t checked_commit_ = 0;
+  std::string checked_vote_;
+};
+
+using raft_actor_type = caf::stateful_actor<raft_node>;
+
+caf::actor spawn_raft_node(caf::actor_system& system, raft_config config,
+                           recovered_state recovered, caf::actor storage, caf::actor kv,
+                           uint64_t seed);
+
+/// The state of a live node actor (tests only; the caller must run on the actor's thread or
+/// under the test coordinator).
+raft_node& raft_node_of(const caf::actor& node);
+
+} // namespace infinity
