@@ -262,9 +262,15 @@ void raft_node::become_leader() {
   log_event("leader in term " + std::to_string(term_));
   self_->become(leader_behavior());
   // Raft §5.4.2 / §8: an entry of our own term lets us commit what earlier leaders left behind.
-  log_entry noop{term_, log_.last_index() + 1, entry_kind::noop, {}};
-  log_.append(noop);
-  queue_append(noop);
+  bool append_noop = true;
+#ifdef INFINITYSTORE_TESTING
+  append_noop = config_.broken != raft_config::mutation::commit_by_count;
+#endif
+  if (append_noop) {
+    log_entry noop{term_, log_.last_index() + 1, entry_kind::noop, {}};
+    log_.append(noop);
+    queue_append(noop);
+  }
   broadcast_appends(false);
   maybe_commit(); // a single-node cluster commits on its own durable copy
 }
@@ -314,6 +320,10 @@ void raft_node::handle_request_vote(const request_vote& request) {
   bool up_to_date = request.last_log_term > log_.last_term()
                     || (request.last_log_term == log_.last_term()
                         && request.last_log_index >= log_.last_index());
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::vote_ignores_log)
+    up_to_date = true;
+#endif
   if (!can_vote || !up_to_date) {
     send_to(request.from, vote_reply{config_.id, term_, false, request.pre_vote});
     return;
@@ -573,7 +583,7 @@ void raft_node::maybe_commit() {
     return;
   bool current_term = log_.term_at(quorum_index) == term_;
 #ifdef INFINITYSTORE_TESTING
-  if (config_.unsafe_commit_by_count)
+  if (config_.broken == raft_config::mutation::commit_by_count)
     current_term = true;
 #endif
   // Raft §5.4.2: counting replicas is safe only for entries of the leader's own term.
@@ -805,6 +815,10 @@ void raft_node::on_persisted(uint64_t seq) {
 
 void raft_node::send_after_durable(const std::string& to, caf::message message) {
   auto seq = required_seq();
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::ack_before_durable)
+    seq = 0;
+#endif
   if (seq <= durable_seq_) {
     if (auto i = peers_.find(to); i != peers_.end())
       self_->send(i->second, std::move(message));

@@ -67,9 +67,18 @@ struct raft_config {
   /// One line per event that matters (role change, term, leader); may be empty.
   std::function<void(const std::string&)> log_event;
 #ifdef INFINITYSTORE_TESTING
-  /// Deliberately broken variant (tests only): commit entries of earlier terms by counting
-  /// replicas, the bug of Raft paper Figure 8. The simulator must catch it.
-  bool unsafe_commit_by_count = false;
+  /// Deliberately broken variants (test builds only); the simulator must catch each of them.
+  enum class mutation {
+    none,
+    /// Commit entries of earlier terms by counting replicas (the bug of Raft paper Figure 8),
+    /// and, like the leaders in that figure, start a term without a no-op entry.
+    commit_by_count,
+    /// Grant votes without the election restriction (candidate's log at least as up to date).
+    vote_ignores_log,
+    /// Acknowledge appends and grant votes before storage made them durable.
+    ack_before_durable,
+  };
+  mutation broken = mutation::none;
 #endif
 
   size_t quorum() const { return members.size() / 2 + 1; }

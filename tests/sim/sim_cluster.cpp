@@ -1,0 +1,731 @@
+#include "tests/sim/sim_cluster.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <sstream>
+
+#include "actors/kv/command_codec.hpp"
+#include "actors/kv/kv_actor.hpp"
+#include "actors/messages.hpp"
+#include "actors/storage/storage_actor.hpp"
+
+namespace infinity::sim {
+namespace {
+
+using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+using client_tick_atom = caf::atom_constant<caf::atom("ctick")>;
+using client_stop_atom = caf::atom_constant<caf::atom("cstop")>;
+
+double uniform01(std::mt19937_64& rng) {
+  return static_cast<double>(rng() >> 11) * 0x1.0p-53;
+}
+
+bool chance(std::mt19937_64& rng, double probability) {
+  return probability > 0 && uniform01(rng) < probability;
+}
+
+uint64_t mix(uint64_t h, uint64_t x) {
+  h ^= x + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
+  return h * 0xFF51AFD7ED558CCDULL;
+}
+
+uint64_t hash_bytes(const std::string& bytes) {
+  uint64_t h = 0xCBF29CE484222325ULL;
+  for (unsigned char c : bytes)
+    h = (h ^ c) * 0x100000001B3ULL;
+  return h;
+}
+
+uint64_t entry_hash(uint64_t term, uint64_t index, entry_kind kind, const std::string& data) {
+  return mix(mix(mix(term, index), static_cast<uint64_t>(kind)), hash_bytes(data));
+}
+
+std::string ms(caf::timespan t) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(t).count() / 1000.0)
+         + "ms";
+}
+
+// -- link actor: carries one direction of one node pair ---------------------------------------
+
+struct link_state {
+  uint64_t next_id = 0;
+  std::map<uint64_t, caf::message> in_flight;
+  static inline const char* name = "sim_link";
+};
+
+caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, size_t from,
+                        size_t to) {
+  auto carry = [=](caf::message message) {
+    if (!net->link_up(from, to))
+      return;
+    auto& rng = net->rng();
+    const auto& faults = net->faults();
+    if (chance(rng, faults.drop_probability))
+      return;
+    int copies = chance(rng, faults.duplicate_probability) ? 2 : 1;
+    for (int i = 0; i < copies; ++i) {
+      auto id = ++self->state.next_id;
+      self->state.in_flight.emplace(id, message);
+      auto span = (faults.max_delay - faults.min_delay).count();
+      auto delay = faults.min_delay
+                   + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
+      self->delayed_send(self, delay, deliver_atom::value, id);
+    }
+  };
+  return {
+    [=](request_vote& m) { carry(caf::make_message(std::move(m))); },
+    [=](vote_reply& m) { carry(caf::make_message(std::move(m))); },
+    [=](append_entries& m) { carry(caf::make_message(std::move(m))); },
+    [=](append_reply& m) { carry(caf::make_message(std::move(m))); },
+    [=](deliver_atom, uint64_t id) {
+      auto i = self->state.in_flight.find(id);
+      if (i == self->state.in_flight.end())
+        return;
+      auto message = std::move(i->second);
+      self->state.in_flight.erase(i);
+      // A partition that started while the message was in flight loses it too.
+      if (!net->link_up(from, to))
+        return;
+      auto target = net->current_handle(to);
+      if (!target)
+        return;
+      caf::actor_cast<caf::abstract_actor*>(target)->enqueue(
+        nullptr, caf::make_message_id(), std::move(message), self->context());
+    },
+  };
+}
+
+// -- client actor: proposes commands and records what it was told ------------------------------
+
+struct client_state {
+  bool running = false;
+  size_t target = 0;
+  size_t keys = 1;
+  caf::timespan min_interval{};
+  caf::timespan max_interval{};
+  static inline const char* name = "sim_client";
+};
+
+} // namespace
+
+// Proposals go through this actor so that replies arrive as ordinary messages in the simulation.
+struct client_access {
+  static caf::behavior make(caf::stateful_actor<client_state>* self, cluster* net,
+                            std::vector<proposal_record>* records, uint64_t* next_sequence) {
+    auto send_proposal = [=](size_t node, std::string key, std::string value,
+                             caf::timespan timeout) {
+      proposal_record record;
+      record.client_id = 1;
+      record.sequence = (*next_sequence)++;
+      record.key = key;
+      record.value = value;
+      auto position = records->size();
+      records->push_back(record);
+      auto target = net->current_handle(node);
+      if (!target) {
+        (*records)[position].status = propose_status::no_leader;
+        (*records)[position].completed = true;
+        self->state.target = (node + 1) % net->size();
+        return;
+      }
+      kv_command command{kv_op::set, key, value, record.client_id, record.sequence};
+      self->request(target, timeout, propose_atom::value, command)
+        .then(
+          [=](const propose_result& result) {
+            auto& r = (*records)[position];
+            r.status = result.status;
+            r.index = result.index;
+            r.completed = true;
+            if (result.status != propose_status::ok) {
+              bool hinted = false;
+              for (size_t i = 0; i < net->size(); ++i)
+                if (net->id(i) == result.leader_id) {
+                  self->state.target = i;
+                  hinted = true;
+                }
+              if (!hinted)
+                self->state.target = (node + 1) % net->size();
+            }
+          },
+          [=](caf::error&) {
+            auto& r = (*records)[position];
+            r.status = propose_status::timeout;
+            r.completed = true;
+            self->state.target = (node + 1) % net->size();
+          });
+    };
+    return {
+      [=](propose_atom, size_t node, std::string& key, std::string& value, caf::timespan timeout) {
+        send_proposal(node, std::move(key), std::move(value), timeout);
+      },
+      [=](client_tick_atom) {
+        auto& st = self->state;
+        if (!st.running)
+          return;
+        auto& rng = net->rng();
+        auto key = "k" + std::to_string(rng() % st.keys);
+        auto value = "v" + std::to_string(*next_sequence);
+        send_proposal(st.target, key, value, std::chrono::seconds(1));
+        auto span = (st.max_interval - st.min_interval).count();
+        auto delay =
+          st.min_interval + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
+        self->delayed_send(self, delay, client_tick_atom::value);
+      },
+      [=](client_stop_atom) { self->state.running = false; },
+      [=](caf::timespan min_interval, caf::timespan max_interval, size_t keys) {
+        auto& st = self->state;
+        st.min_interval = min_interval;
+        st.max_interval = max_interval;
+        st.keys = keys;
+        if (!st.running) {
+          st.running = true;
+          self->send(self, client_tick_atom::value);
+        }
+      },
+    };
+  }
+};
+
+// -- cluster -------------------------------------------------------------------------------------
+
+cluster::cluster(options opts) : opts_(std::move(opts)), rng_(mix(opts_.seed, 0x5EED)) {
+  config_.set("scheduler.policy", caf::atom("testing"));
+  config_.set("logger.inline-output", true);
+  register_message_types(config_);
+  system_ = std::make_unique<caf::actor_system>(config_);
+  sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(system_->scheduler());
+  nodes_.resize(opts_.nodes);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    nodes_[i].id = "n" + std::to_string(i + 1);
+    nodes_[i].disk = std::make_shared<memory_storage>();
+  }
+  links_.resize(nodes_.size(), std::vector<caf::actor>(nodes_.size()));
+  for (size_t from = 0; from < nodes_.size(); ++from)
+    for (size_t to = 0; to < nodes_.size(); ++to)
+      if (from != to) {
+        links_[from][to] = system_->spawn(link_impl, this, from, to);
+        actor_names_[links_[from][to].id()] = nodes_[from].id + "->" + nodes_[to].id;
+      }
+  client_ = system_->spawn(client_access::make, this, &proposals_, &next_sequence_);
+  actor_names_[client_.id()] = "client";
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    spawn_node(i);
+}
+
+cluster::~cluster() {
+  stop_all();
+}
+
+void cluster::stop_all() {
+  for (auto& slot : nodes_) {
+    for (auto* a : {&slot.raft, &slot.kv, &slot.storage})
+      if (*a)
+        caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
+    slot.alive = false;
+  }
+  for (auto& row : links_)
+    for (auto& link : row)
+      if (link)
+        caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
+  if (client_)
+    caf::anon_send_exit(client_, caf::exit_reason::user_shutdown);
+  sched_->run();
+  for (auto& slot : nodes_)
+    slot.raft = slot.kv = slot.storage = caf::actor{};
+  links_.clear();
+  client_ = caf::actor{};
+  sched_->run();
+}
+
+caf::timespan cluster::random_between(caf::timespan low, caf::timespan high) {
+  auto span = (high - low).count();
+  return low + caf::timespan{span > 0 ? static_cast<int64_t>(rng_() % span) : 0};
+}
+
+void cluster::spawn_node(size_t index) {
+  auto& slot = nodes_[index];
+  ++slot.incarnation;
+  slot.applied.clear();
+  slot.chain.clear();
+  slot.last_commit = 0;
+  auto recovered = slot.disk->recover();
+  auto max_sync = opts_.faults.max_sync_delay;
+  slot.storage = spawn_storage_actor(
+    *system_, slot.disk, [this, max_sync] { return random_between(caf::timespan{0}, max_sync); },
+    false);
+  auto incarnation = slot.incarnation;
+  slot.kv = spawn_kv_actor(*system_, [this, index, incarnation](
+                                       const log_entry& entry,
+                                       kv_state_machine::apply_effect effect) {
+    auto& s = nodes_[index];
+    if (s.incarnation != incarnation)
+      return;
+    s.applied.push_back(applied_record{entry.index, entry.term, entry.kind, entry.data, effect});
+    auto h = entry_hash(entry.term, entry.index, entry.kind, entry.data);
+    auto [it, inserted] = applied_hash_.emplace(entry.index, h);
+    if (!inserted && it->second != h)
+      record("VIOLATION state machine safety: " + s.id + " applied a different entry at index "
+             + std::to_string(entry.index));
+  });
+  raft_config config = opts_.base_config;
+  config.id = slot.id;
+  config.members.clear();
+  for (const auto& n : nodes_)
+    config.members.push_back(n.id);
+  config.log_event = [this](const std::string& line) { record(line); };
+  slot.raft = spawn_raft_node(*system_, config, std::move(recovered), slot.storage, slot.kv,
+                              mix(mix(opts_.seed, index), slot.incarnation));
+  slot.alive = true;
+  actor_names_[slot.raft.id()] = slot.id;
+  actor_names_[slot.kv.id()] = slot.id + ".kv";
+  actor_names_[slot.storage.id()] = slot.id + ".disk";
+  for (size_t j = 0; j < nodes_.size(); ++j)
+    if (j != index)
+      caf::anon_send(slot.raft, peer_up_atom::value, nodes_[j].id, links_[index][j]);
+}
+
+caf::timespan cluster::now() const {
+  return sched_->clock().now().time_since_epoch();
+}
+
+bool cluster::step() {
+  if (sched_->has_job()) {
+    auto& job = sched_->next_job<caf::scheduled_actor>();
+    if (auto* element = job.mailbox().peek()) {
+      auto name = actor_names_.find(job.id());
+      trace_.push_back(trace_event{now(),
+                                   name != actor_names_.end() ? name->second
+                                                              : "a" + std::to_string(job.id()),
+                                   element->copy_content_to_message(), {}});
+    }
+    sched_->run_once();
+  } else if (sched_->has_pending_timeout()) {
+    sched_->trigger_timeout();
+  } else {
+    return false;
+  }
+  while (trace_.size() > opts_.trace_capacity)
+    trace_.pop_front();
+  ++steps_;
+  check();
+  return true;
+}
+
+void cluster::run_for(caf::timespan duration) {
+  auto deadline = now() + duration;
+  while (now() < deadline && step()) {
+    // keep going
+  }
+}
+
+void cluster::record(std::string line) {
+  trace_.push_back(trace_event{now(), "event", caf::message{}, std::move(line)});
+  while (trace_.size() > opts_.trace_capacity)
+    trace_.pop_front();
+}
+
+std::string cluster::trace_tail(size_t lines) const {
+  std::ostringstream out;
+  auto start = trace_.size() > lines ? trace_.size() - lines : 0;
+  for (auto i = start; i < trace_.size(); ++i) {
+    const auto& e = trace_[i];
+    out << "  " << ms(e.time) << " ";
+    if (!e.note.empty())
+      out << "# " << e.note;
+    else
+      out << e.who << " <- " << caf::to_string(e.content);
+    out << "\n";
+  }
+  return out.str();
+}
+
+void cluster::fail(const std::string& what) {
+  throw check_failure(what);
+}
+
+// -- faults --------------------------------------------------------------------------------------
+
+bool cluster::link_up(size_t from, size_t to) const {
+  return cut_links_.count({from, to}) == 0;
+}
+
+caf::actor cluster::current_handle(size_t node) const {
+  return nodes_[node].alive ? nodes_[node].raft : caf::actor{};
+}
+
+void cluster::cut(size_t from, size_t to) {
+  cut_links_.emplace(from, to);
+  record("fault: cut " + nodes_[from].id + "->" + nodes_[to].id);
+}
+
+void cluster::isolate(size_t node) {
+  for (size_t other = 0; other < nodes_.size(); ++other)
+    if (other != node) {
+      cut_links_.emplace(node, other);
+      cut_links_.emplace(other, node);
+    }
+  record("fault: isolate " + nodes_[node].id);
+}
+
+void cluster::partition(const std::set<size_t>& side) {
+  std::string names;
+  for (size_t a = 0; a < nodes_.size(); ++a) {
+    if (side.count(a))
+      names += nodes_[a].id + " ";
+    for (size_t b = 0; b < nodes_.size(); ++b)
+      if (side.count(a) != side.count(b)) {
+        cut_links_.emplace(a, b);
+      }
+  }
+  record("fault: partition {" + names + "} from the rest");
+}
+
+void cluster::heal() {
+  cut_links_.clear();
+  record("fault: heal all links");
+}
+
+void cluster::crash(size_t node) {
+  auto& slot = nodes_[node];
+  if (!slot.alive)
+    return;
+  record("fault: crash " + slot.id);
+  slot.alive = false;
+  slot.disk->crash();
+  for (auto* a : {&slot.raft, &slot.kv, &slot.storage}) {
+    caf::anon_send_exit(*a, caf::exit_reason::kill);
+    // Run the exit at once so the dead node takes no further step.
+    if (sched_->prioritize(*a))
+      sched_->run_once();
+    *a = caf::actor{};
+  }
+}
+
+void cluster::restart(size_t node) {
+  if (nodes_[node].alive)
+    return;
+  record("fault: restart " + nodes_[node].id);
+  spawn_node(node);
+}
+
+// -- clients -------------------------------------------------------------------------------------
+
+size_t cluster::propose(size_t node, const std::string& key, const std::string& value,
+                        caf::timespan timeout) {
+  auto position = proposals_.size();
+  caf::anon_send(client_, propose_atom::value, node, key, value, timeout);
+  return position;
+}
+
+void cluster::start_client(caf::timespan min_interval, caf::timespan max_interval, size_t keys) {
+  caf::anon_send(client_, min_interval, max_interval, keys);
+}
+
+void cluster::stop_client() {
+  caf::anon_send(client_, client_stop_atom::value);
+}
+
+// -- inspection ----------------------------------------------------------------------------------
+
+raft_node& cluster::node(size_t index) {
+  return raft_node_of(nodes_[index].raft);
+}
+
+std::optional<size_t> cluster::leader() {
+  std::optional<size_t> best;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i].alive)
+      continue;
+    auto& n = node(i);
+    if (n.role() == raft_role::leader && (!best || n.term() > node(*best).term()))
+      best = i;
+  }
+  return best;
+}
+
+bool cluster::converged() {
+  auto l = leader();
+  if (!l)
+    return false;
+  auto& leader_node = node(*l);
+  auto last = leader_node.log().last_index();
+  if (leader_node.commit_index() != last)
+    return false;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i].alive)
+      return false;
+    auto& n = node(i);
+    // Followers may keep an uncommitted suffix the leader never overwrote: that is legal.
+    if (n.term() != leader_node.term() || n.applied_index() != last)
+      return false;
+  }
+  return true;
+}
+
+std::string cluster::describe_nodes() {
+  std::ostringstream out;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    out << "    " << nodes_[i].id << ": ";
+    if (!nodes_[i].alive) {
+      out << "down\n";
+      continue;
+    }
+    auto& n = node(i);
+    out << to_string(n.role()) << " term " << n.term() << " leader '" << n.leader_id()
+        << "' commit " << n.commit_index() << " applied " << n.applied_index() << " last "
+        << n.log().last_index() << " (term " << n.log().last_term() << ") durable "
+        << n.durable_last_index() << "\n";
+  }
+  return out.str();
+}
+
+void cluster::check_acknowledged_applied() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!nodes_[i].alive)
+      continue;
+    // (client, sequence) -> indexes where it took effect on this node.
+    std::map<std::pair<uint64_t, uint64_t>, std::vector<uint64_t>> effective;
+    std::map<uint64_t, std::pair<uint64_t, uint64_t>> id_at_index;
+    for (const auto& a : nodes_[i].applied) {
+      if (a.kind != entry_kind::command)
+        continue;
+      kv_command command;
+      if (!decode_command(a.data, command))
+        fail("node " + nodes_[i].id + " applied an undecodable command at "
+             + std::to_string(a.index));
+      auto id = std::make_pair(command.client_id, command.sequence);
+      id_at_index[a.index] = id;
+      if (a.effect == kv_state_machine::apply_effect::applied)
+        effective[id].push_back(a.index);
+    }
+    for (const auto& p : proposals_) {
+      auto id = std::make_pair(p.client_id, p.sequence);
+      auto found = effective.find(id);
+      auto times = found == effective.end() ? 0 : found->second.size();
+      auto name = "proposal " + p.key + "=" + p.value + " (seq " + std::to_string(p.sequence)
+                  + ")";
+      if (times > 1)
+        fail(name + " took effect " + std::to_string(times) + " times on " + nodes_[i].id);
+      if (!p.completed)
+        continue;
+      if (p.status == propose_status::ok) {
+        if (times != 1)
+          fail(name + " was acknowledged at index " + std::to_string(p.index)
+               + " but is not applied on " + nodes_[i].id);
+        if (id_at_index[p.index] != id)
+          fail(name + " was acknowledged at index " + std::to_string(p.index) + " but "
+               + nodes_[i].id + " applied something else there");
+      } else if (p.status == propose_status::not_leader || p.status == propose_status::no_leader) {
+        if (times != 0)
+          fail(name + " was refused (" + to_string(p.status) + ") but took effect on "
+               + nodes_[i].id);
+      }
+    }
+  }
+}
+
+// -- checkers ------------------------------------------------------------------------------------
+
+void cluster::check_node_log(size_t index) {
+  auto& slot = nodes_[index];
+  auto& log = node(index).mutable_log_for_checks();
+  auto lowest = log.take_lowest_changed_index();
+  if (lowest == std::numeric_limits<uint64_t>::max() && slot.chain.size() == log.last_index())
+    return;
+  lowest = std::min<uint64_t>(lowest, slot.chain.size() + 1);
+  slot.chain.resize(lowest - 1);
+  for (auto i = lowest; i <= log.last_index(); ++i) {
+    const auto& e = log.at(i);
+    auto previous = i == 1 ? 0 : slot.chain[i - 2];
+    auto chain = mix(previous, entry_hash(e.term, e.index, e.kind, e.data));
+    slot.chain.push_back(chain);
+    auto [it, inserted] = chain_of_entry_.emplace(std::make_pair(e.index, e.term), chain);
+    if (!inserted && it->second != chain)
+      fail("log matching: " + slot.id + " has an entry at index " + std::to_string(i)
+           + " term " + std::to_string(e.term)
+           + " whose log prefix differs from another node's entry with the same index and term");
+  }
+}
+
+void cluster::check() {
+  if (!first_invariant_violation().empty())
+    fail(first_invariant_violation());
+  for (auto& e : trace_)
+    if (e.note.rfind("VIOLATION", 0) == 0)
+      fail(e.note);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    auto& slot = nodes_[i];
+    if (!slot.alive)
+      continue;
+    auto& n = node(i);
+    if (n.role() == raft_role::leader) {
+      auto [it, inserted] = leader_of_term_.emplace(n.term(), slot.id);
+      if (!inserted && it->second != slot.id)
+        fail("election safety: " + it->second + " and " + slot.id + " both led term "
+             + std::to_string(n.term()));
+    }
+    check_node_log(i);
+    auto commit = n.commit_index();
+    if (commit < slot.last_commit)
+      fail("commit index of " + slot.id + " went back from " + std::to_string(slot.last_commit)
+           + " to " + std::to_string(commit));
+    if (commit > slot.last_commit) {
+      // Everything up to `commit` is committed: it must agree with what was committed before.
+      auto known = committed_chain_.size();
+      auto overlap = std::min<uint64_t>(commit, known);
+      if (overlap > 0 && slot.chain[overlap - 1] != committed_chain_[overlap - 1])
+        fail("committed entries differ: " + slot.id + " committed up to "
+             + std::to_string(commit) + " but its log disagrees with what was committed at "
+             + std::to_string(overlap));
+      for (auto k = known; k < commit; ++k)
+        committed_chain_.push_back(slot.chain[k]);
+      slot.last_commit = commit;
+    }
+    if (n.role() == raft_role::leader) {
+      auto& highest = committed_by_leader_in_term_[n.term()];
+      highest = std::max(highest, commit);
+      // Leader completeness: entries committed in earlier terms are in every later leader's log.
+      for (const auto& [term, committed] : committed_by_leader_in_term_) {
+        if (term >= n.term())
+          break;
+        if (committed == 0)
+          continue;
+        if (n.log().last_index() < committed
+            || slot.chain[committed - 1] != committed_chain_[committed - 1])
+          fail("leader completeness: " + slot.id + " leads term " + std::to_string(n.term())
+               + " without the entries committed up to " + std::to_string(committed)
+               + " in term " + std::to_string(term));
+      }
+    }
+  }
+}
+
+// -- seeds and the random fault mix ----------------------------------------------------------------
+
+std::vector<uint64_t> seeds_from_environment(uint64_t default_count) {
+  std::vector<uint64_t> seeds;
+  if (const char* one = std::getenv("SIM_SEED"); one && *one) {
+    seeds.push_back(std::strtoull(one, nullptr, 10));
+    return seeds;
+  }
+  auto count = default_count;
+  if (const char* many = std::getenv("SIM_SEEDS"); many && *many)
+    count = std::strtoull(many, nullptr, 10);
+  for (uint64_t s = 1; s <= count; ++s)
+    seeds.push_back(s);
+  return seeds;
+}
+
+random_run_result run_random_seed(uint64_t seed, const random_run_options& run_options) {
+  reset_invariant_violations();
+  random_run_result result;
+  std::mt19937_64 meta(mix(seed, 0xFA17));
+  auto pick = [&](double low, double high) { return low + (high - low) * uniform01(meta); };
+  auto pick_ms = [&](int low, int high) {
+    return caf::timespan{std::chrono::milliseconds(low + static_cast<int>(meta() % (high - low + 1)))};
+  };
+
+  cluster::options o;
+  o.nodes = meta() % 2 == 0 ? 3 : 5;
+  o.seed = seed;
+  o.faults.drop_probability = pick(0.0, 0.2);
+  o.faults.duplicate_probability = pick(0.0, 0.1);
+  o.faults.min_delay = std::chrono::microseconds(200);
+  o.faults.max_delay = pick_ms(2, 40);
+  // Real disks take up to tens of milliseconds to sync; a long window makes crashes that lose
+  // unsynced writes likely enough to matter.
+  o.faults.max_sync_delay = pick_ms(0, meta() % 2 ? 5 : 40);
+#ifdef INFINITYSTORE_TESTING
+  o.base_config.broken = run_options.broken;
+#else
+  (void) run_options;
+#endif
+  std::ostringstream setup;
+  setup << "seed " << seed << ": " << o.nodes << " nodes, drop " << o.faults.drop_probability
+        << ", duplicate " << o.faults.duplicate_probability << ", delay up to "
+        << ms(o.faults.max_delay) << ", sync up to " << ms(o.faults.max_sync_delay);
+
+  std::unique_ptr<cluster> c;
+  try {
+    c = std::make_unique<cluster>(o);
+    c->start_client(std::chrono::milliseconds(2), std::chrono::milliseconds(25), 3);
+    auto fault_phase = pick_ms(3000, 7000);
+    auto end = c->now() + fault_phase;
+    while (c->now() < end) {
+      c->run_for(pick_ms(20, 500));
+      auto n = c->size();
+      switch (meta() % 13) {
+        case 0:
+        case 1: {
+          std::set<size_t> side;
+          for (size_t i = 0; i < n; ++i)
+            if (meta() % 2)
+              side.insert(i);
+          c->partition(side);
+          break;
+        }
+        case 2:
+          if (auto l = c->leader())
+            c->isolate(*l);
+          break;
+        case 3:
+          c->cut(meta() % n, (meta() % (n - 1) + 1 + 0) % n);
+          break;
+        case 4:
+        case 5:
+        case 6:
+          c->heal();
+          break;
+        case 7:
+        case 8:
+        case 9: {
+          auto victim = meta() % 2 == 0 && c->leader() ? *c->leader() : meta() % n;
+          c->crash(victim);
+          ++result.crashes;
+          break;
+        }
+        default: {
+          std::vector<size_t> dead;
+          for (size_t i = 0; i < n; ++i)
+            if (!c->alive(i))
+              dead.push_back(i);
+          if (!dead.empty())
+            c->restart(dead[meta() % dead.size()]);
+          break;
+        }
+      }
+    }
+    // Heal phase: no faults, everyone back; the cluster must converge in bounded time.
+    c->stop_client();
+    c->heal();
+    c->faults().drop_probability = 0;
+    c->faults().duplicate_probability = 0;
+    for (size_t i = 0; i < c->size(); ++i)
+      c->restart(i);
+    if (!c->run_until([&] { return c->converged(); }, std::chrono::seconds(30)))
+      throw check_failure("liveness: no convergence within 30 s of simulated time after healing\n"
+                          + c->describe_nodes());
+    auto all_done = [&] {
+      for (const auto& p : c->proposals())
+        if (!p.completed)
+          return false;
+      return true;
+    };
+    c->run_until(all_done, std::chrono::seconds(5));
+    c->check_acknowledged_applied();
+    for (const auto& p : c->proposals())
+      if (p.status == propose_status::ok)
+        ++result.acknowledged;
+    result.steps = c->steps();
+  } catch (const std::exception& e) {
+    result.passed = false;
+    std::ostringstream report;
+    report << "SIMULATION FAILURE (replay with SIM_SEED=" << seed << ")\n  " << setup.str()
+           << "\n  violation: " << e.what() << "\n  last events:\n"
+           << (c ? c->trace_tail() : std::string{});
+    result.report = report.str();
+  }
+  return result;
+}
+
+} // namespace infinity::sim

@@ -1,0 +1,231 @@
+// Deterministic simulation of a whole InfinityStore cluster on CAF's test coordinator.
+//
+// The real Raft node, KV and storage actors run in one actor system whose scheduler is driven by
+// the test, one message or one timer at a time, on simulated time. Between nodes sit link actors
+// (one per direction) that drop, delay, duplicate and reorder messages and honour partitions;
+// the disk is `memory_storage`, which loses unsynced writes when a node crashes. Every random
+// choice (faults, delays, election jitter) derives from one seed, so a failing run replays
+// exactly from its seed number.
+//
+// After every step the checkers verify Raft's safety properties: election safety, log matching,
+// leader completeness, state machine safety, monotonic commit, and the nodes' own invariants.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include "actors/kv/state_machine.hpp"
+#include "actors/raft/node_actor.hpp"
+#include "actors/storage/memory_storage.hpp"
+
+namespace infinity::sim {
+
+/// Every fault knob, in the spirit of TigerBeetle's packet simulator options.
+struct fault_options {
+  double drop_probability = 0.0;
+  double duplicate_probability = 0.0;
+  caf::timespan min_delay = std::chrono::milliseconds(1);
+  caf::timespan max_delay = std::chrono::milliseconds(5);
+  /// Upper bound of the simulated fsync latency.
+  caf::timespan max_sync_delay = std::chrono::milliseconds(2);
+};
+
+/// A client operation's outcome as the client saw it.
+struct proposal_record {
+  uint64_t client_id = 0;
+  uint64_t sequence = 0;
+  std::string key;
+  std::string value;
+  propose_status status = propose_status::timeout;
+  uint64_t index = 0;
+  bool completed = false;
+};
+
+struct applied_record {
+  uint64_t index;
+  uint64_t term;
+  entry_kind kind;
+  std::string data;
+  kv_state_machine::apply_effect effect;
+};
+
+class cluster {
+public:
+  struct options {
+    size_t nodes = 3;
+    uint64_t seed = 1;
+    fault_options faults;
+    raft_config base_config; // id and members are filled in per node
+    size_t trace_capacity = 200;
+  };
+
+  explicit cluster(options opts);
+  ~cluster();
+
+  cluster(const cluster&) = delete;
+  cluster& operator=(const cluster&) = delete;
+
+  // -- driving ---------------------------------------------------------------------------------
+
+  /// Runs one message or fires one timer, then checks every safety property.
+  /// Returns false when nothing is left to do. Throws `check_failure` on a violation.
+  bool step();
+  /// Steps until simulated time has advanced by `duration`.
+  void run_for(caf::timespan duration);
+  /// Steps until `done()` holds or `limit` of simulated time has passed; returns done().
+  template <class Predicate>
+  bool run_until(Predicate done, caf::timespan limit) {
+    auto deadline = now() + limit;
+    while (!done()) {
+      if (now() >= deadline || !step())
+        return done();
+    }
+    return true;
+  }
+  caf::timespan now() const;
+
+  // -- faults ----------------------------------------------------------------------------------
+
+  fault_options& faults() { return opts_.faults; }
+  /// Cuts the link from -> to (one way).
+  void cut(size_t from, size_t to);
+  void isolate(size_t node);
+  /// Splits the nodes into two sides that cannot talk to each other.
+  void partition(const std::set<size_t>& side);
+  void heal();
+  void crash(size_t node);
+  void restart(size_t node);
+  bool alive(size_t node) const { return nodes_[node].alive; }
+  /// Delays or blocks every sync of one node's disk (to build paper scenarios).
+  void set_disk_stalled(size_t node, bool stalled);
+
+  // -- clients ---------------------------------------------------------------------------------
+
+  /// Sends a proposal to `node` and records its outcome; returns the record's position.
+  size_t propose(size_t node, const std::string& key, const std::string& value,
+                 caf::timespan timeout = std::chrono::seconds(2));
+  /// Starts a client actor that proposes to the believed leader every [min, max] interval.
+  void start_client(caf::timespan min_interval, caf::timespan max_interval, size_t keys);
+  void stop_client();
+  const std::vector<proposal_record>& proposals() const { return proposals_; }
+
+  // -- inspection ------------------------------------------------------------------------------
+
+  size_t size() const { return nodes_.size(); }
+  const std::string& id(size_t node) const { return nodes_[node].id; }
+  raft_node& node(size_t index);
+  /// The live leader with the highest term, if any.
+  std::optional<size_t> leader();
+  const std::vector<applied_record>& applied(size_t node) const { return nodes_[node].applied; }
+  const memory_storage& disk(size_t node) const { return *nodes_[node].disk; }
+  /// The last events, oldest first, for failure reports.
+  std::string trace_tail(size_t lines = 60) const;
+  uint64_t steps() const { return steps_; }
+
+  /// True when a leader exists, every live node applied everything the leader has committed and
+  /// the leader committed its whole log.
+  bool converged();
+  /// One line per node: role, term, leader, commit, applied, log.
+  std::string describe_nodes();
+
+  /// Final checks after a heal phase: every acknowledged proposal is applied exactly once, at
+  /// its index, on every live node. Throws `check_failure` otherwise.
+  void check_acknowledged_applied();
+
+  void record(std::string line);
+
+  // Link plumbing (used by link actors).
+  bool link_up(size_t from, size_t to) const;
+  caf::actor current_handle(size_t node) const;
+  std::mt19937_64& rng() { return rng_; }
+
+private:
+  struct node_slot {
+    std::string id;
+    std::shared_ptr<memory_storage> disk;
+    caf::actor raft;
+    caf::actor kv;
+    caf::actor storage;
+    bool alive = false;
+    bool disk_stalled = false;
+    uint64_t incarnation = 0;
+    std::vector<applied_record> applied;
+    // Checker mirrors.
+    std::vector<uint64_t> chain; // chain[i] = hash of the log prefix up to index i+1
+    uint64_t last_commit = 0;
+  };
+
+  void spawn_node(size_t index);
+  void stop_all();
+  void check();
+  void check_node_log(size_t index);
+  [[noreturn]] void fail(const std::string& what);
+  caf::timespan random_between(caf::timespan low, caf::timespan high);
+
+  options opts_;
+  std::mt19937_64 rng_;
+  caf::actor_system_config config_;
+  std::unique_ptr<caf::actor_system> system_;
+  caf::scheduler::test_coordinator* sched_ = nullptr;
+  std::vector<node_slot> nodes_;
+  /// links_[from][to]: the actor that carries from's messages to `to`.
+  std::vector<std::vector<caf::actor>> links_;
+  std::set<std::pair<size_t, size_t>> cut_links_;
+  caf::actor client_;
+  std::vector<proposal_record> proposals_;
+  uint64_t next_sequence_ = 1;
+  uint64_t steps_ = 0;
+
+  // Checker state.
+  std::map<uint64_t, std::string> leader_of_term_;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> chain_of_entry_; // (index, term) -> chain
+  std::vector<uint64_t> committed_chain_; // committed_chain_[i] for index i+1
+  std::map<uint64_t, uint64_t> committed_by_leader_in_term_; // term -> highest commit index
+  std::map<uint64_t, uint64_t> applied_hash_;                 // index -> entry hash
+
+  struct trace_event {
+    caf::timespan time;
+    std::string who;
+    caf::message content;
+    std::string note;
+  };
+  std::deque<trace_event> trace_;
+  std::map<caf::actor_id, std::string> actor_names_;
+};
+
+struct check_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Seeds for a run: SIM_SEED=S replays one; SIM_SEEDS=N runs 1..N; else 1..default_count.
+std::vector<uint64_t> seeds_from_environment(uint64_t default_count);
+
+/// The full random fault mix used by the randomized simulation: returns an empty string when
+/// the seed passes, else a report (seed, violation, trace tail).
+struct random_run_result {
+  bool passed = true;
+  std::string report;
+  uint64_t steps = 0;
+  uint64_t acknowledged = 0;
+  uint64_t crashes = 0;
+};
+
+struct random_run_options {
+#ifdef INFINITYSTORE_TESTING
+  raft_config::mutation broken = raft_config::mutation::none;
+#endif
+};
+
+random_run_result run_random_seed(uint64_t seed, const random_run_options& options = {});
+
+} // namespace infinity::sim
