@@ -104,19 +104,15 @@ caf::message_handler raft_node::common_handlers() {
       flush_scheduled_ = false;
       finish_step();
     },
-    [this](propose_atom, kv_command&) -> caf::result<propose_result> {
-      propose_result result;
-      result.status = leader_id_.empty() ? propose_status::no_leader : propose_status::not_leader;
-      result.term = term_;
-      result.leader_id = leader_id_;
-      return result;
+    [this](propose_atom, kv_command& command) -> caf::result<propose_result> {
+      return forward_proposal(command, false);
     },
-    [this](read_atom) -> caf::result<propose_result> {
-      propose_result result;
-      result.status = leader_id_.empty() ? propose_status::no_leader : propose_status::not_leader;
-      result.term = term_;
-      result.leader_id = leader_id_;
-      return result;
+    [this](propose_atom, kv_command& command, bool forwarded) -> caf::result<propose_result> {
+      return forward_proposal(command, forwarded);
+    },
+    [this](read_atom) -> caf::result<propose_result> { return forward_read(false); },
+    [this](read_atom, bool forwarded) -> caf::result<propose_result> {
+      return forward_read(forwarded);
     },
     [this](status_atom) -> raft_status { return status(); },
     [this](peer_up_atom, const std::string& id, caf::actor& handle) {
@@ -170,7 +166,17 @@ caf::behavior raft_node::leader_behavior() {
       finish_step();
       return result;
     },
+    [this](propose_atom, kv_command& command, bool) -> caf::result<propose_result> {
+      auto result = handle_propose(command);
+      finish_step();
+      return result;
+    },
     [this](read_atom) -> caf::result<propose_result> {
+      auto result = handle_read();
+      finish_step();
+      return result;
+    },
+    [this](read_atom, bool) -> caf::result<propose_result> {
       auto result = handle_read();
       finish_step();
       return result;
@@ -546,6 +552,13 @@ void raft_node::handle_append_reply(const append_reply& reply) {
   } else {
     if (reply.prev_log_index < progress.match_index)
       return; // stale rejection: we already know it matches further
+    if (reply.conflict_term == 0 && reply.conflict_index <= progress.match_index) {
+      // The follower's log is shorter than what it acknowledged: its disk lost synced data
+      // (or lied about syncing). Never count on those entries again.
+      log_event("follower " + reply.from + " lost acknowledged entries after "
+                + std::to_string(reply.conflict_index - 1));
+      progress.match_index = reply.conflict_index - 1;
+    }
     if (progress.state == mode::probe && reply.prev_log_index + 1 != progress.next_index)
       return; // not an answer to the outstanding probe
     uint64_t next = reply.conflict_index;
@@ -618,6 +631,62 @@ caf::result<propose_result> raft_node::handle_propose(kv_command& command) {
     flush_scheduled_ = true;
     self_->send(self_, flush_atom::value);
   }
+  return promise;
+}
+
+propose_result raft_node::refusal() const {
+  propose_result result;
+  result.status = leader_id_.empty() ? propose_status::no_leader : propose_status::not_leader;
+  result.term = term_;
+  result.leader_id = leader_id_;
+  return result;
+}
+
+caf::result<propose_result> raft_node::forward_proposal(kv_command& command, bool forwarded) {
+  auto leader = peers_.find(leader_id_);
+  // One hop at most: two nodes that each believe the other leads must not bounce a command.
+  if (forwarded || leader_id_.empty() || leader == peers_.end())
+    return refusal();
+  auto promise = self_->make_response_promise();
+  auto term = term_;
+  self_->request(leader->second, config_.forward_timeout, propose_atom::value, std::move(command),
+                 true)
+    .then([promise](const propose_result& result) mutable { promise.deliver(result); },
+          [this, promise, term](caf::error&) mutable {
+            // Lost on the way or unanswered: the command may or may not have been appended.
+            propose_result result;
+            result.status = propose_status::timeout;
+            result.term = term;
+            result.leader_id = leader_id_;
+            promise.deliver(result);
+          });
+  return promise;
+}
+
+caf::result<propose_result> raft_node::forward_read(bool forwarded) {
+  auto leader = peers_.find(leader_id_);
+  if (forwarded || leader_id_.empty() || leader == peers_.end())
+    return refusal();
+  auto promise = self_->make_response_promise();
+  self_->request(leader->second, config_.forward_timeout, read_atom::value, true)
+    .then(
+      [this, promise](const propose_result& result) mutable {
+        if (result.status != propose_status::ok) {
+          promise.deliver(result);
+          return;
+        }
+        // The leader confirmed `index` as a linearizable read point; our copy is good for the
+        // read once it has applied that far (thesis §6.4.1, reads from followers).
+        if (applied_index_ >= result.index)
+          promise.deliver(result);
+        else
+          follower_reads_.emplace(result.index, follower_read{result, promise});
+      },
+      [this, promise](caf::error&) mutable {
+        auto result = refusal();
+        result.status = propose_status::timeout;
+        promise.deliver(result);
+      });
   return promise;
 }
 
@@ -872,6 +941,10 @@ void raft_node::on_applied(uint64_t index) {
     result.status = log_.term_at(node.key()) == node.mapped().term ? propose_status::ok
                                                                     : propose_status::leadership_lost;
     node.mapped().promise.deliver(result);
+  }
+  while (!follower_reads_.empty() && follower_reads_.begin()->first <= applied_index_) {
+    auto node = follower_reads_.extract(follower_reads_.begin());
+    node.mapped().promise.deliver(node.mapped().result);
   }
   confirm_reads();
 }

@@ -19,11 +19,13 @@
 //                acknowledges an append, or counts its own copy only once storage says durable
 //   state     -> the KV actor receives committed entries (`apply_batch`) and reports `applied_atom`
 //
-// Client protocol (any sender):
+// Client protocol (any sender, any node: followers forward to the leader, one hop at most):
 //   (propose_atom, kv_command) -> propose_result   ok once committed *and* applied at `index`
-//   (read_atom)                -> propose_result   ok: reading the local KV actor now is
+//   (read_atom)                -> propose_result   ok: reading this node's KV actor now is
 //                                                  linearizable (ReadIndex, thesis §6.4)
 //   (status_atom)              -> raft_status
+// Between nodes, forwarded requests add a `true` flag: (propose_atom, kv_command, bool) and
+// (read_atom, bool); a node that is not leader refuses them instead of forwarding again.
 #pragma once
 
 #include <chrono>
@@ -59,6 +61,8 @@ struct raft_config {
   size_t max_entries_per_append = 512;
   size_t max_bytes_per_append = size_t{1} << 20;
   size_t max_entries_per_apply = 1024;
+  /// How long a follower waits for the leader's answer to a forwarded proposal or read.
+  caf::timespan forward_timeout = std::chrono::seconds(3);
   /// Raft thesis §9.6: campaign only after a pre-vote round shows a quorum would vote.
   bool pre_vote = true;
   /// Raft thesis §6.2: a leader that hears from no quorum for an election timeout steps down,
@@ -194,6 +198,10 @@ private:
   void handle_tick();
   caf::result<propose_result> handle_propose(kv_command& command);
   caf::result<propose_result> handle_read();
+  /// Not leader: pass a client's proposal or read to the leader (one hop), or refuse.
+  caf::result<propose_result> forward_proposal(kv_command& command, bool forwarded);
+  caf::result<propose_result> forward_read(bool forwarded);
+  propose_result refusal() const;
 
   // -- leader ------------------------------------------------------------------------------------
 
@@ -268,6 +276,13 @@ private:
   uint64_t inflight_last_index_ = 0;
   uint64_t durable_last_index_ = 0;
   std::vector<deferred_send> deferred_;
+
+  /// Reads the leader confirmed, waiting until this node has applied their read index.
+  struct follower_read {
+    propose_result result;
+    caf::response_promise promise;
+  };
+  std::multimap<uint64_t, follower_read> follower_reads_;
 
   // Candidate and pre-candidate only.
   std::map<std::string, bool> votes_;

@@ -56,6 +56,7 @@ struct link_state {
 caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, size_t from,
                         size_t to) {
   auto carry = [=](caf::message message) {
+    net->observe_sent(from, message);
     if (!net->link_up(from, to))
       return;
     auto& rng = net->rng();
@@ -77,6 +78,22 @@ caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, siz
     [=](vote_reply& m) { carry(caf::make_message(std::move(m))); },
     [=](append_entries& m) { carry(caf::make_message(std::move(m))); },
     [=](append_reply& m) { carry(caf::make_message(std::move(m))); },
+    // Forwarded client requests: delegated so the answer goes straight back to the forwarder,
+    // or silently lost (the forwarder then times out: an unknown outcome).
+    [=](propose_atom, kv_command& command, bool forwarded) -> caf::result<propose_result> {
+      auto promise = self->make_response_promise();
+      if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
+        if (auto target = net->current_handle(to))
+          promise.delegate(target, propose_atom::value, std::move(command), forwarded);
+      return promise;
+    },
+    [=](read_atom, bool forwarded) -> caf::result<propose_result> {
+      auto promise = self->make_response_promise();
+      if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
+        if (auto target = net->current_handle(to))
+          promise.delegate(target, read_atom::value, forwarded);
+      return promise;
+    },
     [=](deliver_atom, uint64_t id) {
       auto i = self->state.in_flight.find(id);
       if (i == self->state.in_flight.end())
@@ -165,7 +182,9 @@ struct client_access {
         auto& rng = net->rng();
         auto key = "k" + std::to_string(rng() % st.keys);
         auto value = "v" + std::to_string(*next_sequence);
-        send_proposal(st.target, key, value, std::chrono::seconds(1));
+        // Half the proposals go to any node, so followers forward them to the leader.
+        auto node = rng() % 2 == 0 ? st.target : static_cast<size_t>(rng() % net->size());
+        send_proposal(node, key, value, std::chrono::seconds(1));
         auto span = (st.max_interval - st.min_interval).count();
         auto delay =
           st.min_interval + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
@@ -385,6 +404,34 @@ void cluster::heal() {
   record("fault: heal all links");
 }
 
+void cluster::observe_sent(size_t from, const caf::message& message) {
+  auto& slot = nodes_[from];
+  if (message.match_elements<append_reply>()) {
+    const auto& reply = message.get_as<append_reply>(0);
+    if (reply.success && (reply.term > slot.acked_term || reply.match_index >= slot.acked_match))
+      slot.acked_match = reply.match_index, slot.acked_term = reply.term;
+  } else if (message.match_elements<vote_reply>()) {
+    const auto& reply = message.get_as<vote_reply>(0);
+    if (reply.granted && !reply.pre_vote && reply.term >= slot.granted_term)
+      slot.granted_term = reply.term, slot.granted_to = "";
+  }
+}
+
+void cluster::check_durable_promises(size_t node) {
+  // Whatever a node acknowledged or voted must survive its crash: a later term may have
+  // replaced acknowledged entries, but nothing else may lose them.
+  auto& slot = nodes_[node];
+  const auto& durable = slot.disk->durable();
+  if (slot.acked_match > 0 && durable.state.term <= slot.acked_term
+      && durable.entries.size() < slot.acked_match)
+    fail("durability: " + slot.id + " acknowledged entries up to "
+         + std::to_string(slot.acked_match) + " in term " + std::to_string(slot.acked_term)
+         + " but only " + std::to_string(durable.entries.size()) + " survived its crash");
+  if (slot.granted_term > 0 && durable.state.term < slot.granted_term)
+    fail("durability: " + slot.id + " granted a vote in term " + std::to_string(slot.granted_term)
+         + " but its disk only remembers term " + std::to_string(durable.state.term));
+}
+
 void cluster::crash(size_t node) {
   auto& slot = nodes_[node];
   if (!slot.alive)
@@ -392,6 +439,7 @@ void cluster::crash(size_t node) {
   record("fault: crash " + slot.id);
   slot.alive = false;
   slot.disk->crash();
+  check_durable_promises(node);
   for (auto* a : {&slot.raft, &slot.kv, &slot.storage}) {
     caf::anon_send_exit(*a, caf::exit_reason::kill);
     // Run the exit at once so the dead node takes no further step.

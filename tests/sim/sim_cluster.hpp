@@ -148,6 +148,8 @@ public:
   bool link_up(size_t from, size_t to) const;
   caf::actor current_handle(size_t node) const;
   std::mt19937_64& rng() { return rng_; }
+  /// Records promises a node makes on the wire (acknowledged appends, granted votes).
+  void observe_sent(size_t from, const caf::message& message);
 
 private:
   struct node_slot {
@@ -163,7 +165,14 @@ private:
     // Checker mirrors.
     std::vector<uint64_t> chain; // chain[i] = hash of the log prefix up to index i+1
     uint64_t last_commit = 0;
+    // Promises made on the wire that must survive a crash.
+    uint64_t acked_match = 0;
+    uint64_t acked_term = 0;
+    uint64_t granted_term = 0;
+    std::string granted_to;
   };
+
+  void check_durable_promises(size_t node);
 
   void spawn_node(size_t index);
   void stop_all();
