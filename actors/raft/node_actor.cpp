@@ -993,15 +993,23 @@ raft_status raft_node::status() const {
 
 // -- spawning --------------------------------------------------------------------------------------
 
+namespace {
+
+// A free function with spawn arguments rather than a capturing lambda: CAF 0.17 dereferences a
+// null argument tuple for argument-less spawns, which UBSan rightly reports.
+caf::behavior raft_node_impl(raft_actor_type* self, raft_config config, recovered_state recovered,
+                             caf::actor storage, caf::actor kv, uint64_t seed) {
+  return self->state.start(std::move(config), std::move(recovered), std::move(storage),
+                           std::move(kv), seed);
+}
+
+} // namespace
+
 caf::actor spawn_raft_node(caf::actor_system& system, raft_config config,
                            recovered_state recovered, caf::actor storage, caf::actor kv,
                            uint64_t seed) {
-  return system.spawn([config = std::move(config), recovered = std::move(recovered),
-                       storage = std::move(storage), kv = std::move(kv),
-                       seed](raft_actor_type* self) mutable {
-    return self->state.start(std::move(config), std::move(recovered), std::move(storage),
-                             std::move(kv), seed);
-  });
+  return system.spawn(raft_node_impl, std::move(config), std::move(recovered), std::move(storage),
+                      std::move(kv), seed);
 }
 
 raft_node& raft_node_of(const caf::actor& node) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iostream>
 #include <sstream>
 
 #include "actors/kv/command_codec.hpp"
@@ -208,6 +209,7 @@ struct client_access {
 // -- cluster -------------------------------------------------------------------------------------
 
 cluster::cluster(options opts) : opts_(std::move(opts)), rng_(mix(opts_.seed, 0x5EED)) {
+  dump_trace_ = std::getenv("SIM_DUMP") != nullptr;
   config_.set("scheduler.policy", caf::atom("testing"));
   config_.set("logger.inline-output", true);
   register_message_types(config_);
@@ -325,6 +327,9 @@ bool cluster::step() {
   }
   while (trace_.size() > opts_.trace_capacity)
     trace_.pop_front();
+  if (dump_trace_ && !trace_.empty())
+    std::cerr << ms(trace_.back().time) << " " << trace_.back().who << " <- "
+              << caf::to_string(trace_.back().content) << trace_.back().note << "\n";
   ++steps_;
   check();
   return true;

@@ -194,6 +194,8 @@ private:
   std::vector<proposal_record> proposals_;
   uint64_t next_sequence_ = 1;
   uint64_t steps_ = 0;
+  /// SIM_DUMP set: print every event as it happens (for diffing two runs of one seed).
+  bool dump_trace_ = false;
 
   // Checker state.
   std::map<uint64_t, std::string> leader_of_term_;
