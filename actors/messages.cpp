@@ -30,6 +30,10 @@ const char* to_string(propose_status status) {
       return "no_leader";
     case propose_status::stopping:
       return "stopping";
+    case propose_status::busy:
+      return "busy";
+    case propose_status::rejected:
+      return "rejected";
   }
   return "unknown";
 }

@@ -32,6 +32,14 @@ using peer_up_atom = caf::atom_constant<caf::atom("peerup")>;
 using peer_down_atom = caf::atom_constant<caf::atom("peerdown")>;
 /// Simulated storage: make everything written so far durable.
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
+/// Add a voter: (join_atom, id, raft_address) -> propose_result (ok once the new membership is
+/// committed and applied); forwarded between nodes as (join_atom, id, raft_address, true).
+using join_atom = caf::atom_constant<caf::atom("join")>;
+/// Leader -> joining node: (join_reset_atom, leader_id, leader_term) -> (bool accepted, reason).
+/// The node drops its lone bootstrap state unless it holds user writes.
+using join_reset_atom = caf::atom_constant<caf::atom("joinreset")>;
+/// Raft node -> KV actor: forget everything (only after a join reset of a node with no writes).
+using kv_reset_atom = caf::atom_constant<caf::atom("kvreset")>;
 /// KV state machine, local copy: (kv_get_atom, key) -> (bool found, std::string value).
 using kv_get_atom = caf::atom_constant<caf::atom("kvget")>;
 

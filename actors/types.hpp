@@ -109,6 +109,12 @@ enum class propose_status : uint8_t {
   no_leader = 4,
   /// The node is shutting down; the command may or may not take effect.
   stopping = 5,
+  /// Membership change refused for now (another one is in progress, or the leader has not yet
+  /// committed an entry of its term); nothing changed. Retry shortly.
+  busy = 6,
+  /// Membership change refused for good (e.g. the joining node holds data of its own); nothing
+  /// changed. `leader_id` carries the reason.
+  rejected = 7,
 };
 
 const char* to_string(propose_status status);

@@ -17,6 +17,7 @@ caf::behavior kv_impl(kv_actor_type* self, apply_observer observer) {
       }
       return {applied_atom::value, st.machine.last_applied()};
     },
+    [=](kv_reset_atom) { self->state.machine = kv_state_machine{}; },
     [=](kv_get_atom, const std::string& key) -> caf::result<bool, std::string> {
       auto value = self->state.machine.get(key);
       if (!value)

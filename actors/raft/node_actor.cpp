@@ -47,8 +47,9 @@ raft_node::raft_node(actor_pointer self) : self_(self) {
 caf::behavior raft_node::start(raft_config config, recovered_state recovered, caf::actor storage,
                                caf::actor kv, uint64_t seed) {
   config_ = std::move(config);
-  RAFT_INVARIANT(std::count(config_.members.begin(), config_.members.end(), config_.id) == 1,
-                 "a node must be a member of its own cluster exactly once");
+  RAFT_INVARIANT(config_.members.empty()
+                   || std::count(config_.members.begin(), config_.members.end(), config_.id) == 1,
+                 "a bootstrap membership must name this node exactly once");
   RAFT_INVARIANT(config_.heartbeat_ticks >= 1 && config_.election_ticks > config_.heartbeat_ticks,
                  "heartbeats must be more frequent than election timeouts");
   RAFT_INVARIANT(config_.max_inflight_appends >= 1, "pipelining window must allow one append");
@@ -60,6 +61,7 @@ caf::behavior raft_node::start(raft_config config, recovered_state recovered, ca
   log_ = raft_log(std::move(recovered.entries));
   RAFT_INVARIANT(log_.last_term() <= term_, "recovered log has entries from a future term");
   durable_last_index_ = log_.last_index();
+  refresh_membership();
   checked_term_ = term_;
   checked_vote_ = voted_for_;
   // Monitoring the helpers would hide their failure; linking makes the node fail with them.
@@ -114,11 +116,29 @@ caf::message_handler raft_node::common_handlers() {
     [this](read_atom, bool forwarded) -> caf::result<propose_result> {
       return forward_read(forwarded);
     },
+    [this](join_atom, std::string& id, std::string& address) -> caf::result<propose_result> {
+      return forward_join(id, address, false);
+    },
+    [this](join_atom, std::string& id, std::string& address,
+           bool forwarded) -> caf::result<propose_result> {
+      return forward_join(id, address, forwarded);
+    },
+    [this](join_reset_atom, std::string& leader, uint64_t leader_term)
+      -> caf::result<bool, std::string> {
+      if (leader_term < term_)
+        return {false, "stale leader term " + std::to_string(leader_term)};
+      auto result = handle_join_reset(leader);
+      finish_step();
+      return result;
+    },
     [this](status_atom) -> raft_status { return status(); },
     [this](peer_up_atom, const std::string& id, caf::actor& handle) {
       if (id == config_.id)
         return;
       peers_[id] = std::move(handle);
+      if (role_ == raft_role::leader && pending_join_ && pending_join_->id == id
+          && !pending_join_->probe_sent)
+        send_join_probe();
       if (role_ == raft_role::leader && progress_.count(id) > 0) {
         auto& progress = progress_[id];
         progress.state = follower_progress::mode::probe;
@@ -181,6 +201,16 @@ caf::behavior raft_node::leader_behavior() {
       finish_step();
       return result;
     },
+    [this](join_atom, std::string& id, std::string& address) -> caf::result<propose_result> {
+      auto result = handle_join(id, address);
+      finish_step();
+      return result;
+    },
+    [this](join_atom, std::string& id, std::string& address, bool) -> caf::result<propose_result> {
+      auto result = handle_join(id, address);
+      finish_step();
+      return result;
+    },
     [this](flush_atom) {
       flush_scheduled_ = false;
       broadcast_appends(false);
@@ -223,7 +253,7 @@ void raft_node::become_pre_candidate() {
   log_event("pre-candidate for term " + std::to_string(term_ + 1));
   self_->become(candidate_behavior());
   request_vote request{config_.id, term_ + 1, log_.last_index(), log_.last_term(), true};
-  for (const auto& member : config_.members)
+  for (const auto& [member, address] : members_)
     if (member != config_.id)
       send_to(member, request);
   record_vote(config_.id, true);
@@ -243,7 +273,7 @@ void raft_node::become_candidate() {
   log_event("candidate in term " + std::to_string(term_));
   self_->become(candidate_behavior());
   request_vote request{config_.id, term_, log_.last_index(), log_.last_term(), false};
-  for (const auto& member : config_.members)
+  for (const auto& [member, address] : members_)
     if (member != config_.id)
       send_to(member, request);
   if (self_vote_seq_ <= durable_seq_)
@@ -256,7 +286,7 @@ void raft_node::become_leader() {
   leader_id_ = config_.id;
   votes_.clear();
   progress_.clear();
-  for (const auto& member : config_.members) {
+  for (const auto& [member, address] : members_) {
     if (member == config_.id)
       continue;
     auto& progress = progress_[member];
@@ -361,6 +391,8 @@ void raft_node::handle_vote_reply(const vote_reply& reply) {
 }
 
 void raft_node::record_vote(const std::string& voter, bool granted) {
+  if (members_.count(voter) == 0)
+    return; // only voters of the membership in effect count
   votes_.emplace(voter, granted);
   tally_votes();
 }
@@ -370,12 +402,12 @@ void raft_node::tally_votes() {
   size_t rejected = 0;
   for (const auto& [voter, vote] : votes_)
     ++(vote ? granted : rejected);
-  if (granted >= config_.quorum()) {
+  if (granted >= quorum()) {
     if (role_ == raft_role::pre_candidate)
       become_candidate();
     else if (role_ == raft_role::candidate)
       become_leader();
-  } else if (rejected >= config_.quorum()) {
+  } else if (rejected >= quorum()) {
     become_follower(term_, std::string{});
   }
 }
@@ -432,9 +464,13 @@ void raft_node::handle_append_entries(append_entries& request) {
                                                     + std::to_string(entry.index));
       log_.truncate_from(entry.index);
       queue_truncate(entry.index);
+      if (entry.index <= membership_index_)
+        refresh_membership();
     }
     log_.append(entry);
     queue_append(entry);
+    if (entry.kind == entry_kind::config)
+      adopt_membership(entry);
   }
   auto last_new_index = request.prev_log_index + request.entries.size();
   if (request.leader_commit > commit_index_)
@@ -581,8 +617,8 @@ void raft_node::maybe_commit() {
   if (role_ != raft_role::leader)
     return;
   std::vector<uint64_t> matches;
-  matches.reserve(config_.members.size());
-  for (const auto& member : config_.members) {
+  matches.reserve(members_.size());
+  for (const auto& [member, address] : members_) {
     if (member == config_.id)
       matches.push_back(durable_last_index_);
     else if (auto i = progress_.find(member); i != progress_.end())
@@ -591,7 +627,9 @@ void raft_node::maybe_commit() {
       matches.push_back(0);
   }
   std::sort(matches.begin(), matches.end(), std::greater<>{});
-  auto quorum_index = matches[config_.quorum() - 1];
+  if (matches.size() < quorum())
+    return;
+  auto quorum_index = matches[quorum() - 1];
   if (quorum_index <= commit_index_)
     return;
   bool current_term = log_.term_at(quorum_index) == term_;
@@ -690,6 +728,186 @@ caf::result<propose_result> raft_node::forward_read(bool forwarded) {
   return promise;
 }
 
+caf::result<propose_result> raft_node::forward_join(const std::string& id,
+                                                   const std::string& address, bool forwarded) {
+  auto leader = peers_.find(leader_id_);
+  if (forwarded || leader_id_.empty() || leader == peers_.end())
+    return refusal();
+  auto promise = self_->make_response_promise();
+  self_->request(leader->second, config_.join_timeout + config_.forward_timeout, join_atom::value,
+                 id, address, true)
+    .then([promise](const propose_result& result) mutable { promise.deliver(result); },
+          [this, promise](caf::error&) mutable {
+            auto result = refusal();
+            result.status = propose_status::timeout;
+            promise.deliver(result);
+          });
+  return promise;
+}
+
+caf::result<propose_result> raft_node::handle_join(const std::string& id,
+                                                   const std::string& address) {
+  propose_result result;
+  result.term = term_;
+  result.leader_id = config_.id;
+  if (!valid_member_id(id) || address.empty() || address.find('\n') != std::string::npos) {
+    result.status = propose_status::rejected;
+    result.leader_id = "invalid node id or address";
+    return result;
+  }
+  if (auto i = members_.find(id); i != members_.end()) {
+    if (i->second != address && !i->second.empty()) {
+      result.status = propose_status::rejected;
+      result.leader_id = "node " + id + " is already a member at " + i->second;
+      return result;
+    }
+    result.status = propose_status::ok; // joining twice is harmless
+    result.index = membership_index_;
+    return result;
+  }
+  // One change at a time, and only once this term has committed an entry (thesis §4.1, and the
+  // fix for the single-server change bug described on raft-dev in 2015).
+  if (pending_join_ || membership_index_ > commit_index_ || log_.term_at(commit_index_) != term_) {
+    result.status = propose_status::busy;
+    return result;
+  }
+  auto promise = self_->make_response_promise();
+  pending_join_ = pending_join_state{id, address, promise, 0, false};
+  log_event("adding " + id + " at " + address);
+  if (config_.connect_peer)
+    config_.connect_peer(id, address);
+  if (peers_.count(id) > 0)
+    send_join_probe();
+  return promise;
+}
+
+void raft_node::send_join_probe() {
+  pending_join_->probe_sent = true;
+  auto id = pending_join_->id;
+  auto term = term_;
+  self_->request(peers_.at(id), config_.join_timeout, join_reset_atom::value, config_.id, term_)
+    .then(
+      [this, id, term](bool accepted, const std::string& reason) {
+        if (!pending_join_ || pending_join_->id != id || term_ != term
+            || role_ != raft_role::leader)
+          return;
+        auto join = std::move(*pending_join_);
+        pending_join_.reset();
+        if (!accepted) {
+          propose_result result;
+          result.status = propose_status::rejected;
+          result.term = term_;
+          result.leader_id = reason;
+          join.promise.deliver(result);
+          log_event("not adding " + id + ": " + reason);
+          return;
+        }
+        auto next = members_;
+        next[join.id] = join.address;
+        log_entry entry{term_, log_.last_index() + 1, entry_kind::config, encode_membership(next)};
+        log_.append(entry);
+        queue_append(entry);
+        adopt_membership(entry);
+        pending_proposals_.emplace(entry.index, pending_proposal{term_, join.promise});
+        broadcast_appends(false);
+        finish_step();
+      },
+      [this, id](caf::error&) {
+        if (!pending_join_ || pending_join_->id != id)
+          return;
+        auto result = refusal();
+        result.status = propose_status::timeout;
+        result.leader_id = "node " + id + " did not answer";
+        pending_join_->promise.deliver(result);
+        pending_join_.reset();
+      });
+}
+
+caf::result<bool, std::string> raft_node::handle_join_reset(const std::string& leader) {
+  if (members_.count(leader) > 0 && members_.count(config_.id) > 0)
+    return {true, std::string{"already a member of that cluster"}};
+  if (members_.size() > 1 || (members_.size() == 1 && members_.count(config_.id) == 0))
+    return {false, "node " + config_.id + " already belongs to a cluster of "
+                     + std::to_string(members_.size()) + " members"};
+  size_t writes = 0;
+  for (uint64_t i = 1; i <= log_.last_index(); ++i)
+    if (log_.at(i).kind == entry_kind::command)
+      ++writes;
+  if (writes > 0)
+    return {false, "node " + config_.id + " holds " + std::to_string(writes)
+                     + " writes of its own; refusing to discard them"};
+  // Nothing of value here: forget the lone bootstrap state and wait for the leader's log.
+  log_event("joining the cluster of " + leader + ": discarding the bootstrap state");
+  if (role_ == raft_role::leader)
+    fail_leader_requests(propose_status::leadership_lost);
+  if (log_.last_index() > 0) {
+    log_.truncate_from(1);
+    queue_truncate(1);
+  }
+  // Term and vote stay: dropping a vote within a term could let this node vote twice in it.
+  commit_index_ = 0;
+  checked_commit_ = 0;
+  apply_sent_index_ = 0;
+  applied_index_ = 0;
+  ++apply_epoch_;
+  self_->send(kv_, kv_reset_atom::value);
+  config_.members.clear();
+  set_membership(membership{}, 0);
+  become_follower(term_, leader);
+  if (required_seq() <= durable_seq_)
+    return {true, std::string{}};
+  auto promise = self_->make_response_promise();
+  deferred_actions_.emplace_back(required_seq(), [promise]() mutable {
+    promise.deliver(true, std::string{});
+  });
+  return promise;
+}
+
+// -- membership ------------------------------------------------------------------------------------
+
+void raft_node::refresh_membership() {
+  for (auto index = log_.last_index(); index >= 1; --index)
+    if (log_.at(index).kind == entry_kind::config) {
+      adopt_membership(log_.at(index));
+      return;
+    }
+  membership bootstrap;
+  for (const auto& id : config_.members)
+    bootstrap.emplace(id, std::string{});
+  set_membership(std::move(bootstrap), 0);
+}
+
+void raft_node::adopt_membership(const log_entry& entry) {
+  membership next;
+  RAFT_INVARIANT(decode_membership(entry.data, next),
+                 "undecodable membership at index " + std::to_string(entry.index));
+  set_membership(std::move(next), entry.index);
+}
+
+void raft_node::set_membership(membership next, uint64_t index) {
+  bool changed = next != members_;
+  members_ = std::move(next);
+  membership_index_ = index;
+  if (role_ == raft_role::leader) {
+    for (auto i = progress_.begin(); i != progress_.end();)
+      i = members_.count(i->first) == 0 ? progress_.erase(i) : std::next(i);
+    for (const auto& [member, address] : members_)
+      if (member != config_.id && progress_.count(member) == 0) {
+        auto& progress = progress_[member];
+        progress.next_index = log_.last_index() + 1;
+        progress.recently_active = true;
+      }
+  }
+  if (!changed)
+    return;
+  std::string names;
+  for (const auto& [member, address] : members_)
+    names += (names.empty() ? "" : ", ") + member;
+  log_event("membership at index " + std::to_string(index) + ": {" + names + "}");
+  if (config_.on_membership)
+    config_.on_membership(members_);
+}
+
 caf::result<propose_result> raft_node::handle_read() {
   auto promise = self_->make_response_promise();
   if (log_.term_at(commit_index_) != term_) {
@@ -714,7 +932,7 @@ void raft_node::confirm_reads() {
     for (const auto& [peer, progress] : progress_)
       if (progress.acked_round >= read.round)
         ++acks;
-    read.confirmed = acks >= config_.quorum();
+    read.confirmed = acks >= quorum();
   }
   auto ready = [this](const pending_read& read) {
     return read.confirmed && applied_index_ >= read.read_index;
@@ -742,6 +960,12 @@ void raft_node::fail_leader_requests(propose_status status) {
     pending.promise.deliver(result);
   }
   pending_proposals_.clear();
+  if (pending_join_) {
+    // The membership entry was not appended yet: nothing changed.
+    result.index = 0;
+    pending_join_->promise.deliver(result);
+    pending_join_.reset();
+  }
   // A read that was not served has no effect: it is safe to fail it.
   result.index = 0;
   for (auto& read : pending_reads_)
@@ -765,7 +989,8 @@ void raft_node::reset_election_timer() {
 void raft_node::handle_tick() {
   ++election_elapsed_;
   if (role_ != raft_role::leader) {
-    if (election_elapsed_ >= randomized_election_ticks_) {
+    // Only voters campaign: a node waiting to be added (or removed) just follows.
+    if (election_elapsed_ >= randomized_election_ticks_ && members_.count(config_.id) > 0) {
       if (config_.pre_vote)
         become_pre_candidate();
       else
@@ -782,7 +1007,7 @@ void raft_node::handle_tick() {
           ++active;
         progress.recently_active = false;
       }
-      if (active < config_.quorum()) {
+      if (active < quorum()) {
         log_event("stepping down: no quorum heard from in term " + std::to_string(term_));
         become_follower(term_, std::string{});
         return;
@@ -790,6 +1015,14 @@ void raft_node::handle_tick() {
     }
   }
   ++heartbeat_elapsed_;
+  if (pending_join_ && ++pending_join_->ticks * config_.tick_interval > config_.join_timeout) {
+    auto result = refusal();
+    result.status = propose_status::timeout;
+    result.leader_id = "node " + pending_join_->id + " at " + pending_join_->address
+                       + " did not answer";
+    pending_join_->promise.deliver(result);
+    pending_join_.reset();
+  }
   for (auto& [peer, progress] : progress_) {
     if (progress.match_index >= log_.last_index()) {
       progress.ticks_since_ack = 0;
@@ -875,6 +1108,14 @@ void raft_node::on_persisted(uint64_t seq) {
       if (auto i = peers_.find(d.to); i != peers_.end())
         self_->send(i->second, std::move(d.message));
   deferred_.erase(std::remove_if(deferred_.begin(), deferred_.end(), ready), deferred_.end());
+  auto actions = std::move(deferred_actions_);
+  deferred_actions_.clear();
+  for (auto& [required, action] : actions) {
+    if (required <= durable_seq_)
+      action();
+    else
+      deferred_actions_.emplace_back(required, std::move(action));
+  }
   if (role_ == raft_role::candidate && self_vote_seq_ <= durable_seq_
       && votes_.count(config_.id) == 0)
     record_vote(config_.id, true);
@@ -920,7 +1161,9 @@ void raft_node::maybe_apply() {
                                                             commit_index_ - apply_sent_index_));
     apply_sent_index_ = batch.entries.back().index;
     self_->request(kv_, caf::infinite, std::move(batch))
-      .then([this](applied_atom, uint64_t index) {
+      .then([this, epoch = apply_epoch_](applied_atom, uint64_t index) {
+        if (epoch != apply_epoch_)
+          return; // answer for the state machine a join reset discarded
         on_applied(index);
         finish_step();
       });
@@ -987,7 +1230,8 @@ raft_status raft_node::status() const {
   result.commit_index = commit_index_;
   result.applied_index = applied_index_;
   result.last_log_index = log_.last_index();
-  result.members = config_.members;
+  for (const auto& [member, address] : members_)
+    result.members.push_back(member);
   return result;
 }
 

@@ -33,6 +33,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -40,6 +41,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/raft/membership.hpp"
 #include "actors/raft/raft_log.hpp"
 #include "actors/types.hpp"
 
@@ -48,8 +50,15 @@ namespace infinity {
 /// Tunables of one Raft node. Times are in ticks of `tick_interval`.
 struct raft_config {
   std::string id;
-  /// Voting members, including `id`.
+  /// Bootstrap voters, used only while the log holds no membership entry (the simulator); real
+  /// nodes start from a membership entry at index 1 instead. Empty: wait to be added.
   std::vector<std::string> members;
+  /// Membership in effect changed (the app connects to the new members).
+  std::function<void(const membership&)> on_membership;
+  /// The leader needs a connection to a node it is about to add (the app dials it).
+  std::function<void(const std::string& id, const std::string& address)> connect_peer;
+  /// How long a join may wait for the new node to answer.
+  caf::timespan join_timeout = std::chrono::seconds(5);
   caf::timespan tick_interval = std::chrono::milliseconds(20);
   uint32_t heartbeat_ticks = 2;
   /// Election timeouts are drawn from [election_ticks, 2 * election_ticks).
@@ -85,7 +94,6 @@ struct raft_config {
   mutation broken = mutation::none;
 #endif
 
-  size_t quorum() const { return members.size() / 2 + 1; }
 };
 
 /// Thrown (after being recorded in `first_invariant_violation()`) when a Raft invariant breaks.
@@ -122,6 +130,7 @@ public:
   uint64_t applied_index() const { return applied_index_; }
   uint64_t durable_last_index() const { return durable_last_index_; }
   const raft_log& log() const { return log_; }
+  const membership& members() const { return members_; }
   raft_log& mutable_log_for_checks() { return log_; }
   raft_status status() const;
 
@@ -202,6 +211,19 @@ private:
   caf::result<propose_result> forward_proposal(kv_command& command, bool forwarded);
   caf::result<propose_result> forward_read(bool forwarded);
   propose_result refusal() const;
+  caf::result<propose_result> handle_join(const std::string& id, const std::string& address);
+  caf::result<propose_result> forward_join(const std::string& id, const std::string& address,
+                                           bool forwarded);
+  void send_join_probe();
+  caf::result<bool, std::string> handle_join_reset(const std::string& leader);
+
+  // -- membership --------------------------------------------------------------------------------
+
+  size_t quorum() const { return members_.size() / 2 + 1; }
+  /// Re-reads the latest membership from the log (after truncation or at start).
+  void refresh_membership();
+  void adopt_membership(const log_entry& entry);
+  void set_membership(membership members, uint64_t index);
 
   // -- leader ------------------------------------------------------------------------------------
 
@@ -276,6 +298,14 @@ private:
   uint64_t inflight_last_index_ = 0;
   uint64_t durable_last_index_ = 0;
   std::vector<deferred_send> deferred_;
+  /// Actions (such as answering a join reset) that wait for durability, like `deferred_`.
+  std::vector<std::pair<uint64_t, std::function<void()>>> deferred_actions_;
+  /// Bumped by a join reset so answers to older apply batches are ignored.
+  uint64_t apply_epoch_ = 0;
+
+  // Membership in effect: the latest config entry in the log (or the bootstrap members).
+  membership members_;
+  uint64_t membership_index_ = 0;
 
   /// Reads the leader confirmed, waiting until this node has applied their read index.
   struct follower_read {
@@ -296,6 +326,15 @@ private:
   std::vector<caf::response_promise> reads_awaiting_term_commit_;
   uint64_t round_ = 0;
   bool read_round_requested_ = false;
+  /// A join waiting for the new node to answer the reset probe.
+  struct pending_join_state {
+    std::string id;
+    std::string address;
+    caf::response_promise promise;
+    uint32_t ticks = 0;
+    bool probe_sent = false;
+  };
+  std::optional<pending_join_state> pending_join_;
   bool flush_scheduled_ = false;
 
   // Previous values, for monotonicity invariants.

@@ -88,6 +88,21 @@ caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, siz
           promise.delegate(target, propose_atom::value, std::move(command), forwarded);
       return promise;
     },
+    [=](join_atom, std::string& id, std::string& address,
+        bool forwarded) -> caf::result<propose_result> {
+      auto promise = self->make_response_promise();
+      if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
+        if (auto target = net->current_handle(to))
+          promise.delegate(target, join_atom::value, std::move(id), std::move(address), forwarded);
+      return promise;
+    },
+    [=](join_reset_atom, std::string& leader, uint64_t term) -> caf::result<bool, std::string> {
+      auto promise = self->make_response_promise();
+      if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
+        if (auto target = net->current_handle(to))
+          promise.delegate(target, join_reset_atom::value, std::move(leader), term);
+      return promise;
+    },
     [=](read_atom, bool forwarded) -> caf::result<propose_result> {
       auto promise = self->make_response_promise();
       if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
@@ -129,7 +144,8 @@ struct client_state {
 // Proposals go through this actor so that replies arrive as ordinary messages in the simulation.
 struct client_access {
   static caf::behavior make(caf::stateful_actor<client_state>* self, cluster* net,
-                            std::vector<proposal_record>* records, uint64_t* next_sequence) {
+                            std::vector<proposal_record>* records, uint64_t* next_sequence,
+                            std::vector<proposal_record>* joins) {
     auto send_proposal = [=](size_t node, std::string key, std::string value,
                              caf::timespan timeout) {
       proposal_record record;
@@ -192,6 +208,30 @@ struct client_access {
         self->delayed_send(self, delay, client_tick_atom::value);
       },
       [=](client_stop_atom) { self->state.running = false; },
+      [=](join_atom, size_t node, std::string& id, std::string& address) {
+        auto position = joins->size();
+        joins->push_back(proposal_record{});
+        (*joins)[position].key = id;
+        auto target = net->current_handle(node);
+        if (!target) {
+          (*joins)[position].status = propose_status::no_leader;
+          (*joins)[position].completed = true;
+          return;
+        }
+        self->request(target, std::chrono::seconds(20), join_atom::value, id, address)
+          .then(
+            [=](const propose_result& result) {
+              auto& r = (*joins)[position];
+              r.status = result.status;
+              r.index = result.index;
+              r.value = result.leader_id;
+              r.completed = true;
+            },
+            [=](caf::error&) {
+              (*joins)[position].status = propose_status::timeout;
+              (*joins)[position].completed = true;
+            });
+      },
       [=](caf::timespan min_interval, caf::timespan max_interval, size_t keys) {
         auto& st = self->state;
         st.min_interval = min_interval;
@@ -227,7 +267,7 @@ cluster::cluster(options opts) : opts_(std::move(opts)), rng_(mix(opts_.seed, 0x
         links_[from][to] = system_->spawn(link_impl, this, from, to);
         actor_names_[links_[from][to].id()] = nodes_[from].id + "->" + nodes_[to].id;
       }
-  client_ = system_->spawn(client_access::make, this, &proposals_, &next_sequence_);
+  client_ = system_->spawn(client_access::make, this, &proposals_, &next_sequence_, &joins_);
   actor_names_[client_.id()] = "client";
   for (size_t i = 0; i < nodes_.size(); ++i)
     spawn_node(i);
@@ -282,6 +322,8 @@ void cluster::spawn_node(size_t index) {
     if (s.incarnation != incarnation)
       return;
     s.applied.push_back(applied_record{entry.index, entry.term, entry.kind, entry.data, effect});
+    if (is_lone(index))
+      return; // a separate one-node cluster until it joins
     auto h = entry_hash(entry.term, entry.index, entry.kind, entry.data);
     auto [it, inserted] = applied_hash_.emplace(entry.index, h);
     if (!inserted && it->second != h)
@@ -291,8 +333,12 @@ void cluster::spawn_node(size_t index) {
   raft_config config = opts_.base_config;
   config.id = slot.id;
   config.members.clear();
-  for (const auto& n : nodes_)
-    config.members.push_back(n.id);
+  if (index + opts_.lone_nodes >= nodes_.size()) {
+    config.members.push_back(slot.id);
+  } else {
+    for (size_t j = 0; j + opts_.lone_nodes < nodes_.size(); ++j)
+      config.members.push_back(nodes_[j].id);
+  }
   config.log_event = [this](const std::string& line) { record(line); };
   slot.raft = spawn_raft_node(*system_, config, std::move(recovered), slot.storage, slot.kv,
                               mix(mix(opts_.seed, index), slot.incarnation));
@@ -368,6 +414,11 @@ void cluster::fail(const std::string& what) {
 }
 
 // -- faults --------------------------------------------------------------------------------------
+
+bool cluster::is_lone(size_t index) {
+  return index + opts_.lone_nodes >= nodes_.size() && nodes_[index].alive
+         && node(index).members().size() <= 1;
+}
 
 bool cluster::link_up(size_t from, size_t to) const {
   return cut_links_.count({from, to}) == 0;
@@ -472,6 +523,13 @@ size_t cluster::propose(size_t node, const std::string& key, const std::string& 
 
 void cluster::start_client(caf::timespan min_interval, caf::timespan max_interval, size_t keys) {
   caf::anon_send(client_, min_interval, max_interval, keys);
+}
+
+size_t cluster::join(size_t node, size_t joining) {
+  auto position = joins_.size();
+  caf::anon_send(client_, join_atom::value, node, nodes_[joining].id,
+                 "sim:" + nodes_[joining].id);
+  return position;
 }
 
 void cluster::stop_client() {
@@ -611,6 +669,11 @@ void cluster::check() {
     if (!slot.alive)
       continue;
     auto& n = node(i);
+    if (is_lone(i)) {
+      // Its own one-node cluster: not subject to the main cluster's checks until it joins.
+      slot.last_commit = 0;
+      continue;
+    }
     if (n.role() == raft_role::leader) {
       auto [it, inserted] = leader_of_term_.emplace(n.term(), slot.id);
       if (!inserted && it->second != slot.id)

@@ -67,6 +67,8 @@ public:
     fault_options faults;
     raft_config base_config; // id and members are filled in per node
     size_t trace_capacity = 200;
+    /// The last `lone_nodes` nodes start as one-node clusters of their own (to be joined).
+    size_t lone_nodes = 0;
   };
 
   explicit cluster(options opts);
@@ -118,6 +120,9 @@ public:
   void start_client(caf::timespan min_interval, caf::timespan max_interval, size_t keys);
   void stop_client();
   const std::vector<proposal_record>& proposals() const { return proposals_; }
+  /// Asks `node` to add `joining` to the cluster; returns the position in `joins()`.
+  size_t join(size_t node, size_t joining);
+  const std::vector<proposal_record>& joins() const { return joins_; }
 
   // -- inspection ------------------------------------------------------------------------------
 
@@ -173,6 +178,8 @@ private:
   };
 
   void check_durable_promises(size_t node);
+  /// A node started alone that has not joined the main cluster yet.
+  bool is_lone(size_t index);
 
   void spawn_node(size_t index);
   void stop_all();
@@ -192,6 +199,7 @@ private:
   std::set<std::pair<size_t, size_t>> cut_links_;
   caf::actor client_;
   std::vector<proposal_record> proposals_;
+  std::vector<proposal_record> joins_;
   uint64_t next_sequence_ = 1;
   uint64_t steps_ = 0;
   /// SIM_DUMP set: print every event as it happens (for diffing two runs of one seed).

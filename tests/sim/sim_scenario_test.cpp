@@ -242,4 +242,54 @@ BOOST_AUTO_TEST_CASE(leader_without_quorum_steps_down_and_fails_proposals) {
   heal_and_converge(c);
 }
 
+// Membership: a node running as a lone one-node cluster with no writes of its own joins a running
+// cluster, drops its bootstrap state, catches up and becomes a voter; a lone node holding writes
+// of its own is refused and keeps them.
+BOOST_AUTO_TEST_CASE(join_adds_an_empty_node_and_refuses_one_with_data) {
+  auto o = calm_options(5, 66);
+  o.lone_nodes = 2; // n4 and n5 start alone
+  cluster c(o);
+  size_t leader = 0;
+  BOOST_REQUIRE(c.run_until(
+    [&] {
+      for (size_t i = 0; i < 3; ++i)
+        if (c.node(i).role() == raft_role::leader) {
+          leader = i;
+          return true;
+        }
+      return false;
+    },
+    5s));
+  for (int i = 0; i < 20; ++i)
+    c.propose(leader, "k" + std::to_string(i % 4), "v" + std::to_string(i));
+  c.run_for(300ms);
+  // n5 leads itself and takes a write of its own.
+  c.propose(4, "private", "data");
+  c.run_for(300ms);
+
+  auto joined = c.join((leader + 1) % 3, 3); // through a follower: forwarded to the leader
+  c.run_for(2s);
+  BOOST_REQUIRE(c.joins()[joined].completed);
+  BOOST_TEST((c.joins()[joined].status == propose_status::ok), c.joins()[joined].value);
+  BOOST_TEST(c.node(leader).members().size() == 4u);
+  BOOST_TEST(c.node(3).members().size() == 4u);
+  BOOST_TEST(c.node(3).applied_index() == c.node(leader).commit_index());
+
+  auto refused = c.join(leader, 4);
+  c.run_for(2s);
+  BOOST_REQUIRE(c.joins()[refused].completed);
+  BOOST_TEST((c.joins()[refused].status == propose_status::rejected), c.joins()[refused].value);
+  BOOST_TEST(c.node(4).members().size() == 1u);
+  BOOST_TEST(c.node(leader).members().size() == 4u);
+
+  // The new voter counts: with two of the original three down, n4 completes a quorum of 3/4.
+  auto other = (leader + 1) % 3;
+  c.crash(other);
+  auto write = c.propose(leader, "after-join", "ok");
+  c.run_for(1s);
+  BOOST_TEST((c.proposals()[write].status == propose_status::ok));
+  c.restart(other);
+  c.run_for(1s);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
