@@ -64,7 +64,7 @@ typename Inspector::result_type inspect(Inspector& f, vote_reply& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, append_entries& x) {
   return f(caf::meta::type_name("append_entries"), x.from, x.term, x.prev_log_index,
-           x.prev_log_term, x.entries, x.leader_commit, x.round);
+           x.prev_log_term, x.entries, x.leader_commit, x.round, x.leader_http);
 }
 
 template <class Inspector>
@@ -102,7 +102,7 @@ typename Inspector::result_type inspect(Inspector& f, apply_batch& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, raft_status& x) {
   return f(caf::meta::type_name("raft_status"), x.id, x.role, x.term, x.leader_id, x.commit_index,
-           x.applied_index, x.last_log_index, x.members);
+           x.applied_index, x.last_log_index, x.members, x.leader_http, x.leader_raft);
 }
 
 /// Registers every message type under its stable name; call on each actor_system_config.

@@ -64,6 +64,8 @@ struct append_entries {
   uint64_t leader_commit = 0;
   /// Heartbeat round of the leader, echoed back so reads can confirm leadership (ReadIndex).
   uint64_t round = 0;
+  /// The leader's client (HTTP) address, so followers can redirect clients to it.
+  std::string leader_http;
 };
 
 struct append_reply {
@@ -180,6 +182,9 @@ struct raft_status {
   uint64_t applied_index = 0;
   uint64_t last_log_index = 0;
   std::vector<std::string> members;
+  /// Addresses of the leader, if known: client (HTTP) and Raft.
+  std::string leader_http;
+  std::string leader_raft;
 };
 
 } // namespace infinity

@@ -429,6 +429,7 @@ void raft_node::handle_append_entries(append_entries& request) {
     log_event("leader is " + leader_id_ + " in term " + std::to_string(term_));
   }
   election_elapsed_ = 0;
+  leader_http_ = request.leader_http;
 
   append_reply reply;
   reply.from = config_.id;
@@ -488,6 +489,7 @@ void raft_node::send_append(const std::string& peer, bool heartbeat) {
   request.from = config_.id;
   request.term = term_;
   request.round = round_;
+  request.leader_http = config_.http_address;
   if (heartbeat) {
     // A heartbeat proves leadership and carries the commit index as far as the follower is
     // known to match; it never risks a mismatch.
@@ -1232,6 +1234,11 @@ raft_status raft_node::status() const {
   result.last_log_index = log_.last_index();
   for (const auto& [member, address] : members_)
     result.members.push_back(member);
+  if (!leader_id_.empty()) {
+    result.leader_http = leader_id_ == config_.id ? config_.http_address : leader_http_;
+    if (auto i = members_.find(leader_id_); i != members_.end())
+      result.leader_raft = i->second;
+  }
   return result;
 }
 

@@ -50,6 +50,8 @@ namespace infinity {
 /// Tunables of one Raft node. Times are in ticks of `tick_interval`.
 struct raft_config {
   std::string id;
+  /// This node's client (HTTP) address, advertised to followers while leading.
+  std::string http_address;
   /// Bootstrap voters, used only while the log holds no membership entry (the simulator); real
   /// nodes start from a membership entry at index 1 instead. Empty: wait to be added.
   std::vector<std::string> members;
@@ -280,6 +282,8 @@ private:
   // Volatile, every role.
   raft_role role_ = raft_role::follower;
   std::string leader_id_;
+  /// The leader's HTTP address as it advertised it (followers) or ours (leader).
+  std::string leader_http_;
   uint64_t commit_index_ = 0;
   /// Entries handed to the KV actor.
   uint64_t apply_sent_index_ = 0;
