@@ -704,6 +704,14 @@ caf::result<propose_result> raft_node::forward_proposal(kv_command& command, boo
 }
 
 caf::result<propose_result> raft_node::forward_read(bool forwarded) {
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::stale_follower_reads && !forwarded) {
+    propose_result stale;
+    stale.index = applied_index_;
+    stale.term = term_;
+    return stale;
+  }
+#endif
   auto leader = peers_.find(leader_id_);
   if (forwarded || leader_id_.empty() || leader == peers_.end())
     return refusal();

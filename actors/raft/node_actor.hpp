@@ -92,6 +92,8 @@ struct raft_config {
     vote_ignores_log,
     /// Acknowledge appends and grant votes before storage made them durable.
     ack_before_durable,
+    /// Followers answer reads from their own state without asking the leader.
+    stale_follower_reads,
   };
   mutation broken = mutation::none;
 #endif

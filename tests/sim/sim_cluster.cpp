@@ -246,6 +246,135 @@ struct client_access {
   }
 };
 
+// -- history clients: one operation at a time, recorded for the linearizability checker --------
+
+using history_tick_atom = caf::atom_constant<caf::atom("htick")>;
+
+struct history_client_state {
+  bool running = true;
+  uint64_t client_id = 0;
+  uint64_t sequence = 0;
+  size_t keys = 1;
+  static inline const char* name = "sim_history_client";
+};
+
+lin::outcome write_outcome(propose_status status) {
+  switch (status) {
+    case propose_status::ok:
+      return lin::outcome::ok;
+    case propose_status::not_leader:
+    case propose_status::no_leader:
+    case propose_status::busy:
+    case propose_status::rejected:
+      return lin::outcome::failed;
+    default:
+      return lin::outcome::unknown;
+  }
+}
+
+caf::behavior history_client_impl(caf::stateful_actor<history_client_state>* self, cluster* net,
+                                  uint64_t client_id, size_t keys) {
+  self->state.client_id = client_id;
+  self->state.keys = keys;
+  auto next = [=] {
+    if (self->state.running)
+      self->delayed_send(self,
+                         caf::timespan{std::chrono::microseconds(net->rng()() % 10000)},
+                         history_tick_atom::value);
+  };
+  auto do_get = [=](size_t node, const std::string& key, bool continue_after) {
+    auto done = [=](size_t position, lin::outcome outcome) {
+      net->end_operation(position, outcome, net->now_ns());
+      if (continue_after)
+        next();
+    };
+    lin::operation op;
+    op.key = key;
+    op.client = self->state.client_id;
+    op.invoke = net->now_ns();
+    op.kind = lin::op_kind::get;
+    auto position = net->begin_operation(op);
+    auto target = net->current_handle(node);
+    auto kv = net->kv_handle(node);
+    if (!target || !kv) {
+      done(position, lin::outcome::failed);
+      return;
+    }
+    // ReadIndex through this node (forwarded to the leader), then its own state machine.
+    self->request(target, std::chrono::seconds(1), read_atom::value)
+      .then(
+        [=](const propose_result& result) {
+          if (result.status != propose_status::ok) {
+            done(position, lin::outcome::failed);
+            return;
+          }
+          self->request(kv, std::chrono::seconds(1), kv_get_atom::value, key)
+            .then(
+              [=](bool found, const std::string& value) {
+                auto& recorded = net->operation_at(position);
+                recorded.found = found;
+                recorded.value = value;
+                done(position, lin::outcome::ok);
+              },
+              [=](caf::error&) { done(position, lin::outcome::failed); });
+        },
+        [=](caf::error&) { done(position, lin::outcome::failed); });
+  };
+  return {
+    [=](history_tick_atom) {
+      auto& st = self->state;
+      if (!st.running)
+        return;
+      auto& rng = net->rng();
+      auto node = static_cast<size_t>(rng() % net->size());
+      auto key = "k" + std::to_string(rng() % st.keys);
+      auto dice = rng() % 100;
+      lin::operation op;
+      op.key = key;
+      op.client = st.client_id;
+      op.invoke = net->now_ns();
+      auto target = net->current_handle(node);
+      if (dice < 55) {
+        // A write: a set of a unique value, or a delete.
+        kv_command command;
+        command.key = key;
+        command.client_id = st.client_id;
+        command.sequence = ++st.sequence;
+        if (dice < 45) {
+          command.op = kv_op::set;
+          command.value = "c" + std::to_string(st.client_id) + "-" + std::to_string(st.sequence);
+          op.kind = lin::op_kind::set;
+          op.value = command.value;
+        } else {
+          command.op = kv_op::del;
+          op.kind = lin::op_kind::del;
+        }
+        auto position = net->begin_operation(op);
+        if (!target) {
+          net->end_operation(position, lin::outcome::failed, net->now_ns());
+          next();
+          return;
+        }
+        self->request(target, std::chrono::seconds(1), propose_atom::value, command)
+          .then(
+            [=](const propose_result& result) {
+              net->end_operation(position, write_outcome(result.status), net->now_ns());
+              next();
+            },
+            [=](caf::error&) {
+              net->end_operation(position, lin::outcome::unknown, net->now_ns());
+              next();
+            });
+        return;
+      }
+      do_get(node, key, true);
+    },
+    // One linearizable read outside the random loop (the final reads after healing).
+    [=](kv_get_atom, size_t node, std::string& key) { do_get(node, key, false); },
+    [=](client_stop_atom) { self->state.running = false; },
+  };
+}
+
 // -- cluster -------------------------------------------------------------------------------------
 
 cluster::cluster(options opts) : opts_(std::move(opts)), rng_(mix(opts_.seed, 0x5EED)) {
@@ -290,11 +419,14 @@ void cluster::stop_all() {
         caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
   if (client_)
     caf::anon_send_exit(client_, caf::exit_reason::user_shutdown);
+  for (auto& client : history_clients_)
+    caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
   sched_->run();
   for (auto& slot : nodes_)
     slot.raft = slot.kv = slot.storage = caf::actor{};
   links_.clear();
   client_ = caf::actor{};
+  history_clients_.clear();
   sched_->run();
 }
 
@@ -532,6 +664,46 @@ size_t cluster::join(size_t node, size_t joining) {
   return position;
 }
 
+void cluster::start_history_clients(size_t clients, size_t keys) {
+  for (size_t i = 0; i < clients; ++i) {
+    auto client = system_->spawn(history_client_impl, this, uint64_t{100 + i}, keys);
+    actor_names_[client.id()] = "hclient" + std::to_string(i);
+    caf::anon_send(client, history_tick_atom::value);
+    history_clients_.push_back(client);
+  }
+}
+
+void cluster::final_reads(size_t keys) {
+  if (history_clients_.empty())
+    return;
+  for (size_t node = 0; node < nodes_.size(); ++node)
+    for (size_t k = 0; k < keys; ++k)
+      caf::anon_send(history_clients_[0], kv_get_atom::value, node, "k" + std::to_string(k));
+}
+
+void cluster::stop_history_clients() {
+  for (auto& client : history_clients_)
+    caf::anon_send(client, client_stop_atom::value);
+}
+
+size_t cluster::begin_operation(lin::operation op) {
+  op.id = history_.size();
+  op.outcome = lin::outcome::unknown;
+  history_.push_back(std::move(op));
+  history_done_.push_back(false);
+  return history_.size() - 1;
+}
+
+void cluster::end_operation(size_t position, lin::outcome outcome, uint64_t complete) {
+  history_[position].outcome = outcome;
+  history_[position].complete = complete;
+  history_done_[position] = true;
+}
+
+bool cluster::history_settled() const {
+  return std::all_of(history_done_.begin(), history_done_.end(), [](bool done) { return done; });
+}
+
 void cluster::stop_client() {
   caf::anon_send(client_, client_stop_atom::value);
 }
@@ -764,7 +936,10 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   std::unique_ptr<cluster> c;
   try {
     c = std::make_unique<cluster>(o);
-    c->start_client(std::chrono::milliseconds(2), std::chrono::milliseconds(25), 3);
+    if (run_options.check_linearizability)
+      c->start_history_clients(4, 3);
+    else
+      c->start_client(std::chrono::milliseconds(2), std::chrono::milliseconds(25), 3);
     auto fault_phase = pick_ms(3000, 7000);
     auto end = c->now() + fault_phase;
     while (c->now() < end) {
@@ -813,6 +988,7 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     }
     // Heal phase: no faults, everyone back; the cluster must converge in bounded time.
     c->stop_client();
+    c->stop_history_clients();
     c->heal();
     c->faults().drop_probability = 0;
     c->faults().duplicate_probability = 0;
@@ -829,6 +1005,28 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     };
     c->run_until(all_done, std::chrono::seconds(5));
     c->check_acknowledged_applied();
+    if (run_options.check_linearizability) {
+      if (!c->run_until([&] { return c->history_settled(); }, std::chrono::seconds(5)))
+        throw check_failure("liveness: client operations still pending 5 s after convergence");
+      // Every acknowledged write must still be visible: read every key on every node.
+      auto first_final = c->history().size();
+      c->final_reads(3);
+      if (!c->run_until([&] { return c->history_settled(); }, std::chrono::seconds(5)))
+        throw check_failure("liveness: final reads still pending after 5 s");
+      for (auto i = first_final; i < c->history().size(); ++i)
+        if (c->history()[i].outcome != lin::outcome::ok)
+          throw check_failure("liveness: final read failed after healing: "
+                              + lin::to_string(c->history()[i]));
+      for (const auto& op : c->history())
+        if (op.outcome == lin::outcome::unknown)
+          ++result.unknown_outcomes;
+      result.operations = c->history().size();
+      auto verdict = lin::check(c->history());
+      if (verdict.verdict == lin::verdict::violation)
+        throw check_failure("linearizability: key " + verdict.key + "\n" + verdict.explanation);
+      if (verdict.verdict == lin::verdict::unknown)
+        throw check_failure("linearizability: checker budget exhausted on key " + verdict.key);
+    }
     for (const auto& p : c->proposals())
       if (p.status == propose_status::ok)
         ++result.acknowledged;

@@ -27,6 +27,7 @@
 #include "actors/kv/state_machine.hpp"
 #include "actors/raft/node_actor.hpp"
 #include "actors/storage/memory_storage.hpp"
+#include "tests/support/linearizability.hpp"
 
 namespace infinity::sim {
 
@@ -119,6 +120,23 @@ public:
   /// Starts a client actor that proposes to the believed leader every [min, max] interval.
   void start_client(caf::timespan min_interval, caf::timespan max_interval, size_t keys);
   void stop_client();
+  /// Starts `clients` actors that each run one operation at a time (set, delete, linearizable
+  /// get) on `keys` keys against random nodes, recording every invocation and outcome.
+  void start_history_clients(size_t clients, size_t keys);
+  void stop_history_clients();
+  /// Linearizable reads of keys k0..k(keys-1) on every node, recorded in the history.
+  void final_reads(size_t keys);
+  const std::vector<lin::operation>& history() const { return history_; }
+  /// True when no recorded operation is still waiting for its outcome.
+  bool history_settled() const;
+  /// Appends one operation (history clients only).
+  size_t begin_operation(lin::operation op);
+  void end_operation(size_t position, lin::outcome outcome, uint64_t complete);
+  lin::operation& operation_at(size_t position) { return history_[position]; }
+  caf::actor kv_handle(size_t node) const {
+    return nodes_[node].alive ? nodes_[node].kv : caf::actor{};
+  }
+  uint64_t now_ns() const { return static_cast<uint64_t>(now().count()); }
   const std::vector<proposal_record>& proposals() const { return proposals_; }
   /// Asks `node` to add `joining` to the cluster; returns the position in `joins()`.
   size_t join(size_t node, size_t joining);
@@ -200,6 +218,9 @@ private:
   caf::actor client_;
   std::vector<proposal_record> proposals_;
   std::vector<proposal_record> joins_;
+  std::vector<caf::actor> history_clients_;
+  std::vector<lin::operation> history_;
+  std::vector<bool> history_done_;
   uint64_t next_sequence_ = 1;
   uint64_t steps_ = 0;
   /// SIM_DUMP set: print every event as it happens (for diffing two runs of one seed).
@@ -237,9 +258,13 @@ struct random_run_result {
   uint64_t steps = 0;
   uint64_t acknowledged = 0;
   uint64_t crashes = 0;
+  uint64_t operations = 0;
+  uint64_t unknown_outcomes = 0;
 };
 
 struct random_run_options {
+  /// Run clients that record a history and check it for linearizability.
+  bool check_linearizability = false;
 #ifdef INFINITYSTORE_TESTING
   raft_config::mutation broken = raft_config::mutation::none;
 #endif
