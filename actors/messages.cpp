@@ -34,6 +34,8 @@ const char* to_string(propose_status status) {
       return "busy";
     case propose_status::rejected:
       return "rejected";
+    case propose_status::unreachable:
+      return "unreachable";
   }
   return "unknown";
 }

@@ -35,8 +35,9 @@ using sync_atom = caf::atom_constant<caf::atom("sync")>;
 /// Add a voter: (join_atom, id, raft_address) -> propose_result (ok once the new membership is
 /// committed and applied); forwarded between nodes as (join_atom, id, raft_address, true).
 using join_atom = caf::atom_constant<caf::atom("join")>;
-/// Leader -> joining node: (join_reset_atom, leader_id, leader_term) -> (bool accepted, reason).
-/// The node drops its lone bootstrap state unless it holds user writes.
+/// Leader -> joining node: (join_reset_atom, leader_id, leader_term, leader_raft_address) ->
+/// (bool accepted, reason). The node drops its lone bootstrap state unless it holds user writes,
+/// and connects back to the leader so its answers reach it.
 using join_reset_atom = caf::atom_constant<caf::atom("joinreset")>;
 /// Raft node -> KV actor: forget everything (only after a join reset of a node with no writes).
 using kv_reset_atom = caf::atom_constant<caf::atom("kvreset")>;

@@ -117,6 +117,8 @@ enum class propose_status : uint8_t {
   /// Membership change refused for good (e.g. the joining node holds data of its own); nothing
   /// changed. `leader_id` carries the reason.
   rejected = 7,
+  /// The node to be added did not answer; nothing changed. `leader_id` carries the reason.
+  unreachable = 8,
 };
 
 const char* to_string(propose_status status);

@@ -123,11 +123,13 @@ caf::message_handler raft_node::common_handlers() {
            bool forwarded) -> caf::result<propose_result> {
       return forward_join(id, address, forwarded);
     },
-    [this](join_reset_atom, std::string& leader, uint64_t leader_term)
-      -> caf::result<bool, std::string> {
+    [this](join_reset_atom, std::string& leader, uint64_t leader_term,
+           std::string& leader_address) -> caf::result<bool, std::string> {
       if (leader_term < term_)
         return {false, "stale leader term " + std::to_string(leader_term)};
       auto result = handle_join_reset(leader);
+      if (config_.connect_peer && !leader_address.empty() && peers_.count(leader) == 0)
+        config_.connect_peer(leader, leader_address);
       finish_step();
       return result;
     },
@@ -795,7 +797,9 @@ void raft_node::send_join_probe() {
   pending_join_->probe_sent = true;
   auto id = pending_join_->id;
   auto term = term_;
-  self_->request(peers_.at(id), config_.join_timeout, join_reset_atom::value, config_.id, term_)
+  auto own_address = members_.count(config_.id) > 0 ? members_.at(config_.id) : std::string{};
+  self_->request(peers_.at(id), config_.join_timeout, join_reset_atom::value, config_.id, term_,
+                 own_address)
     .then(
       [this, id, term](bool accepted, const std::string& reason) {
         if (!pending_join_ || pending_join_->id != id || term_ != term
@@ -826,7 +830,7 @@ void raft_node::send_join_probe() {
         if (!pending_join_ || pending_join_->id != id)
           return;
         auto result = refusal();
-        result.status = propose_status::timeout;
+        result.status = propose_status::unreachable;
         result.leader_id = "node " + id + " did not answer";
         pending_join_->promise.deliver(result);
         pending_join_.reset();
@@ -1027,7 +1031,7 @@ void raft_node::handle_tick() {
   ++heartbeat_elapsed_;
   if (pending_join_ && ++pending_join_->ticks * config_.tick_interval > config_.join_timeout) {
     auto result = refusal();
-    result.status = propose_status::timeout;
+    result.status = propose_status::unreachable;
     result.leader_id = "node " + pending_join_->id + " at " + pending_join_->address
                        + " did not answer";
     pending_join_->promise.deliver(result);

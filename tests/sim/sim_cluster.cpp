@@ -96,11 +96,13 @@ caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, siz
           promise.delegate(target, join_atom::value, std::move(id), std::move(address), forwarded);
       return promise;
     },
-    [=](join_reset_atom, std::string& leader, uint64_t term) -> caf::result<bool, std::string> {
+    [=](join_reset_atom, std::string& leader, uint64_t term,
+        std::string& address) -> caf::result<bool, std::string> {
       auto promise = self->make_response_promise();
       if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
         if (auto target = net->current_handle(to))
-          promise.delegate(target, join_reset_atom::value, std::move(leader), term);
+          promise.delegate(target, join_reset_atom::value, std::move(leader), term,
+                           std::move(address));
       return promise;
     },
     [=](read_atom, bool forwarded) -> caf::result<propose_result> {

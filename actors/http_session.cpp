@@ -1,0 +1,253 @@
+#include "actors/http_session.hpp"
+
+#include <deque>
+#include <map>
+#include <utility>
+
+#include "actors/messages.hpp"
+
+namespace infinity {
+namespace {
+
+struct http_session_state {
+  http_session_config config;
+  response_sink sink;
+  /// Position of the next request to arrive, and of the next response the sink gets.
+  uint64_t next_request = 0;
+  uint64_t next_response = 0;
+  /// Responses that are ready but wait for an earlier one (pipelining order).
+  std::map<uint64_t, http::api_response> ready;
+  /// Per-session command sequence for (client_id, sequence) deduplication; starts at 1.
+  uint64_t last_command_sequence = 0;
+  /// Reads and writes started and not yet answered. At most one of them is nonzero.
+  size_t reads_in_flight = 0;
+  size_t writes_in_flight = 0;
+  /// Reads and writes that must wait for earlier ones of the other kind, in arrival order.
+  std::deque<std::pair<uint64_t, http::api_request>> waiting;
+  static inline const char* name = "http_session";
+};
+
+using session_actor = caf::stateful_actor<http_session_state>;
+
+void complete(session_actor* self, uint64_t position, http::api_response response) {
+  auto& st = self->state;
+  st.ready.emplace(position, std::move(response));
+  for (auto it = st.ready.begin(); it != st.ready.end() && it->first == st.next_response;
+       it = st.ready.begin()) {
+    auto next = std::move(it->second);
+    st.ready.erase(it);
+    ++st.next_response;
+    st.sink(std::move(next));
+  }
+}
+
+bool is_write(const http::api_request& req) {
+  return std::holds_alternative<http::write_request>(req.body);
+}
+
+bool may_start(const http_session_state& st, const http::api_request& req) {
+  return is_write(req) ? st.reads_in_flight == 0 : st.writes_in_flight == 0;
+}
+
+void start(session_actor* self, uint64_t position, const http::api_request& req);
+
+/// Answers a read or write and starts what waited for it.
+void finish(session_actor* self, uint64_t position, bool write, http::api_response response) {
+  auto& st = self->state;
+  --(write ? st.writes_in_flight : st.reads_in_flight);
+  complete(self, position, std::move(response));
+  while (!st.waiting.empty() && may_start(st, st.waiting.front().second)) {
+    auto next = std::move(st.waiting.front());
+    st.waiting.pop_front();
+    start(self, next.first, next.second);
+  }
+}
+
+std::string describe(session_actor* self, const caf::error& error, caf::timespan timeout) {
+  if (error == caf::sec::request_timeout)
+    return "no answer within " +
+           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+           " ms";
+  if (error == caf::sec::request_receiver_down)
+    return "the node's actors are not running";
+  return self->system().render(error);
+}
+
+/// A 307 to the leader if the client asked for it and the leader's HTTP address is known.
+std::optional<http::api_response> maybe_redirect(session_actor* self, const http::api_request& req,
+                                                 const propose_result& result) {
+  const auto& resolve = self->state.config.leader_http_url;
+  if (!req.redirect || !resolve || result.leader_id.empty() ||
+      (result.status != propose_status::not_leader && result.status != propose_status::no_leader))
+    return std::nullopt;
+  auto base = resolve(result.leader_id);
+  if (base.empty())
+    return std::nullopt;
+  return http::redirect_response(base + req.target, result.leader_id);
+}
+
+void handle_write(session_actor* self, uint64_t position, const http::api_request& req) {
+  auto& st = self->state;
+  auto write = std::get<http::write_request>(req.body);
+  write.command.client_id = st.config.client_id;
+  write.command.sequence = ++st.last_command_sequence;
+  auto timeout = st.config.write_timeout;
+  self->request(st.config.raft, timeout, propose_atom::value, write.command)
+      .then(
+          [=](const propose_result& result) {
+            if (auto redirect = maybe_redirect(self, req, result))
+              finish(self, position, true, std::move(*redirect));
+            else
+              finish(self, position, true, http::write_response(write, result));
+          },
+          [=](const caf::error& error) {
+            finish(self, position, true,
+                   http::write_failed_response(write, describe(self, error, timeout)));
+          });
+}
+
+void read_local(session_actor* self, uint64_t position, const std::string& key) {
+  auto timeout = self->state.config.read_timeout;
+  self->request(self->state.config.kv, timeout, kv_get_atom::value, key)
+      .then(
+          [=](bool found, const std::string& value) {
+            finish(self, position, false, http::get_response(key, found, value));
+          },
+          [=](const caf::error& error) {
+            finish(self, position, false,
+                   http::read_failed_response(describe(self, error, timeout)));
+          });
+}
+
+void handle_get(session_actor* self, uint64_t position, const http::api_request& req) {
+  const auto& get = std::get<http::get_request>(req.body);
+  if (get.consistency == http::read_consistency::stale) {
+    read_local(self, position, get.key);
+    return;
+  }
+  auto timeout = self->state.config.read_timeout;
+  self->request(self->state.config.raft, timeout, read_atom::value)
+      .then(
+          [=](const propose_result& result) {
+            if (result.status == propose_status::ok) {
+              // The barrier guarantees the local copy has applied everything committed before the
+              // read arrived, so the local get is linearizable.
+              read_local(self, position, std::get<http::get_request>(req.body).key);
+            } else if (auto redirect = maybe_redirect(self, req, result)) {
+              finish(self, position, false, std::move(*redirect));
+            } else {
+              finish(self, position, false, http::read_barrier_response(result));
+            }
+          },
+          [=](const caf::error& error) {
+            finish(self, position, false,
+                   http::read_failed_response(describe(self, error, timeout)));
+          });
+}
+
+void handle_status(session_actor* self, uint64_t position) {
+  auto timeout = self->state.config.status_timeout;
+  self->request(self->state.config.raft, timeout, status_atom::value)
+      .then(
+          [=](const raft_status& status) {
+            complete(self, position, http::status_response(status));
+          },
+          [=](const caf::error& error) {
+            complete(self, position, http::status_failed_response(describe(self, error, timeout)));
+          });
+}
+
+void handle_join(session_actor* self, uint64_t position, const http::join_request& join) {
+  // Adding a member waits for the new node to answer and for the change to commit.
+  auto timeout = self->state.config.write_timeout + std::chrono::seconds(10);
+  self->request(self->state.config.raft, timeout, join_atom::value, join.node_id, join.node_addr)
+      .then(
+          [=](const propose_result& result) {
+            complete(self, position, http::join_result_response(join, result));
+          },
+          [=](const caf::error& error) {
+            propose_result unknown;
+            unknown.status = propose_status::timeout;
+            unknown.leader_id = describe(self, error, timeout);
+            complete(self, position, http::join_result_response(join, unknown));
+          });
+}
+
+void dispatch(session_actor* self, uint64_t position, const http::api_request& req) {
+  if (is_write(req))
+    handle_write(self, position, req);
+  else
+    handle_get(self, position, req);
+}
+
+void start(session_actor* self, uint64_t position, const http::api_request& req) {
+  bool write = is_write(req);
+  if (write)
+    ++self->state.writes_in_flight;
+  else
+    ++self->state.reads_in_flight;
+  if (!req.redirect) {
+    dispatch(self, position, req);
+    return;
+  }
+  // ?redirect=true: a follower answers 307 to the leader's HTTP address instead of forwarding.
+  auto timeout = self->state.config.status_timeout;
+  self->request(self->state.config.raft, timeout, status_atom::value)
+      .then(
+          [=](const raft_status& status) {
+            if (status.role == raft_role::leader || status.leader_id.empty()
+                || status.leader_http.empty()) {
+              dispatch(self, position, req); // leader, or nobody to redirect to: 503 below
+              return;
+            }
+            finish(self, position, write,
+                   http::redirect_response("http://" + status.leader_http + req.target,
+                                           status.leader_id));
+          },
+          [=](const caf::error& error) {
+            finish(self, position, write,
+                   http::read_failed_response(describe(self, error, timeout)));
+          });
+}
+
+caf::behavior session_impl(session_actor* self, http_session_config config, response_sink sink) {
+  self->state.config = std::move(config);
+  self->state.sink = std::move(sink);
+  return {
+      [=](http_req_atom, http::parsed_request& parsed) {
+        auto& st = self->state;
+        auto position = st.next_request++;
+        if (auto* error = std::get_if<http::api_error>(&parsed)) {
+          complete(self, position, http::error_response(*error));
+          return;
+        }
+        auto& req = std::get<http::api_request>(parsed);
+        if (std::holds_alternative<http::status_request>(req.body)) {
+          handle_status(self, position);
+        } else if (std::holds_alternative<http::join_request>(req.body)) {
+          handle_join(self, position, std::get<http::join_request>(req.body));
+        } else if (st.waiting.empty() && may_start(st, req)) {
+          start(self, position, req);
+        } else {
+          // A pipelining client expects its requests to take effect in order: a read must see the
+          // writes sent before it, and must not see the ones sent after it. Raft keeps writes from
+          // one sender in order and concurrent reads do not interfere, so only a switch between
+          // reading and writing waits for what is in flight.
+          st.waiting.emplace_back(position, std::move(req));
+        }
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_http_session(caf::actor_system& system, http_session_config config,
+                              response_sink sink) {
+  return system.spawn(session_impl, std::move(config), std::move(sink));
+}
+
+void submit_http_request(const caf::actor& session, http::parsed_request request) {
+  caf::anon_send(session, http_req_atom::value, std::move(request));
+}
+
+} // namespace infinity

@@ -1,0 +1,60 @@
+// Command line and config file of an InfinityStore node (`infinitystore --help`).
+//
+// Both sources use the same names: `--node-id x` on the command line is `node-id = x` in the
+// file given by `--config`. The command line wins over the file, the file over the defaults.
+// Kept free of CAF and Beast so it is cheap to unit test.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace infinity {
+
+enum class log_level { error = 0, warn = 1, info = 2, debug = 3 };
+
+const char* to_string(log_level level);
+
+struct node_options {
+  std::string node_id = "node1";
+  /// HOST:PORT this node's Raft endpoint listens on.
+  std::string raft_addr = "localhost:8000";
+  /// HOST:PORT, or :PORT for all interfaces; port 0 picks a free one.
+  std::string http_addr = ":8001";
+  std::string config_file;
+  /// Defaults to data/<node-id>.
+  std::string data_dir;
+  /// HOST:PORT of a running member to join through (empty: none).
+  std::string join;
+  /// id -> Raft HOST:PORT, including this node; empty when not given.
+  std::map<std::string, std::string> initial_cluster;
+  log_level level = log_level::info;
+  std::size_t max_body_bytes = std::size_t{1} << 20;
+  /// How long a client request may wait for the Raft node.
+  uint32_t request_timeout_ms = 5000;
+};
+
+struct options_outcome {
+  enum class action {
+    run,
+    /// `text` is the usage; exit 0.
+    help,
+    /// `text` is the version line; exit 0.
+    version,
+    /// `text` is a one-line error naming the option; exit non-zero.
+    fail,
+  };
+  action what = action::run;
+  node_options options;
+  std::string text;
+};
+
+/// Never throws; every problem becomes `action::fail`.
+options_outcome parse_node_options(int argc, const char* const* argv);
+
+/// Convenience for tests: arguments without the program name.
+options_outcome parse_node_options(const std::vector<std::string>& args);
+
+} // namespace infinity

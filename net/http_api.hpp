@@ -1,0 +1,167 @@
+// The client HTTP API as a pure codec: text in, typed requests out; typed outcomes in, HTTP
+// responses (status, headers, JSON body) out. No CAF, no sockets, so every rule below is unit
+// tested without a server, and the session actor only decides *which* response to build.
+//
+// Contract (all bodies are JSON, `Content-Type: application/json`; errors are {"error": "..."}):
+//
+//   POST /set   body {"key": K, "action": "set"|"delete", "value": V}
+//               `action` is REQUIRED (as in the original InfinityStore API): a missing action is a
+//               400, not an implicit "set", so a client bug cannot silently overwrite a key.
+//               `value` is required (a string) for "set" and ignored for "delete".
+//               Unknown members are ignored. 200 {"key", "action", "index"} once applied.
+//   GET  /get?key=K[&consistency=linearizable|stale]
+//               200 {"key", "value"}; 404 if absent. Default: linearizable (Raft read barrier);
+//               "stale" serves this node's local copy without asking the leader.
+//   POST /join?nodeid=ID&nodeaddr=HOST:PORT    validated here; membership change not implemented.
+//   GET  /status   the Raft node's view of the cluster.
+//   Every data endpoint also takes `redirect=true|false|1|0`: with it, a follower that knows the
+//   leader's HTTP address answers 307 instead of 503 (see http_session.hpp).
+//
+// Limits (see `api_limits`): body > max_body_bytes (default 1 MiB) -> 413; key > 1 KiB -> 400
+// (keys are identifiers, a long one is a client bug); value > 512 KiB -> 413 (a payload that is
+// too large, not malformed). Keys must be valid UTF-8 (JSON bodies are validated by the parser;
+// query keys are checked after URL decoding) so every response stays valid JSON.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "actors/types.hpp"
+
+namespace infinity::http {
+
+struct api_limits {
+  std::size_t max_body_bytes = std::size_t{1} << 20;
+  std::size_t max_key_bytes = 1024;
+  std::size_t max_value_bytes = std::size_t{512} << 10;
+};
+
+enum class read_consistency : uint8_t { linearizable, stale };
+
+/// POST /set. `command.client_id` and `command.sequence` are left 0: the session fills them in.
+struct write_request {
+  kv_command command;
+};
+
+struct get_request {
+  std::string key;
+  read_consistency consistency = read_consistency::linearizable;
+};
+
+struct join_request {
+  std::string node_id;
+  /// As given (HOST:PORT), after validation.
+  std::string node_addr;
+};
+
+struct status_request {};
+
+struct api_request {
+  std::variant<write_request, get_request, join_request, status_request> body;
+  /// The client prefers a 307 to the leader over a 503 (`redirect=true`).
+  bool redirect = false;
+  /// Path and query as received, so a redirect can point at the same resource on the leader.
+  std::string target;
+};
+
+struct api_error {
+  unsigned status = 400;
+  std::string message;
+  /// For 405: the methods the path accepts (the `Allow` header).
+  std::string allow;
+};
+
+/// What the server hands to a session: a request, or the error to answer in its place (keeping
+/// its position among pipelined requests).
+using parsed_request = std::variant<api_request, api_error>;
+
+struct api_response {
+  unsigned status = 200;
+  /// Besides Content-Type, which is always application/json.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  /// First header named `name` (case-sensitive: we only look up our own), or nullopt.
+  std::optional<std::string> header(std::string_view name) const;
+};
+
+// -- parsing
+// ---------------------------------------------------------------------------------------
+
+parsed_request parse_request(std::string_view method, std::string_view target,
+                             std::string_view body, const api_limits& limits = {});
+
+/// Decodes application/x-www-form-urlencoded text: %XX and '+' as space. nullopt for a '%' not
+/// followed by two hex digits.
+std::optional<std::string> url_decode(std::string_view text);
+
+bool is_valid_utf8(std::string_view text);
+
+struct host_port {
+  /// Without brackets for IPv6 literals ("::1"); empty for ":8001".
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct host_port_rules {
+  bool allow_empty_host = false;
+  bool allow_port_zero = false;
+};
+
+/// Parses HOST:PORT, [IPV6]:PORT, or (if allowed) :PORT. The host must look like a host name or
+/// an IP literal (letters, digits, '-', '.', and ':' inside brackets). nullopt if not.
+std::optional<host_port> parse_host_port(std::string_view text, host_port_rules rules = {});
+
+/// Node ids: 1 to 64 characters from [A-Za-z0-9._-], so they are safe in logs, paths and URLs.
+bool is_valid_node_id(std::string_view id);
+
+// -- responses
+// -------------------------------------------------------------------------------------
+
+api_response error_response(const api_error& error);
+api_response error_response(unsigned status, std::string_view message);
+
+/// A proposal's outcome, for every `propose_status` (bodies also carry "reason": the status):
+///   ok                       -> 200 {"key", "action", "index"}
+///   not_leader, no_leader    -> 503, Retry-After: 1, {"error", "leader"} (leader null if unknown)
+///   busy                     -> 503, Retry-After: 1 (nothing changed)
+///   rejected                 -> 409 (nothing changed; the reason is in the message)
+///   leadership_lost, timeout, stopping -> 500 {"error"}: the write may or may not be applied
+api_response write_response(const write_request& request, const propose_result& result);
+
+/// For when joins are wired to Raft's (join_atom, id, addr): the same mapping as writes, with
+/// 200 {"nodeid", "nodeaddr", "index"} on success.
+api_response join_result_response(const join_request& request, const propose_result& result);
+
+/// The proposal got no answer at all (actor timeout or gone): the outcome is unknown -> 500.
+api_response write_failed_response(const write_request& request, std::string_view reason);
+
+/// A read barrier that did not succeed. Reads have no side effect, so every failure is a 503 with
+/// Retry-After (safe to retry), naming the leader when it is known.
+api_response read_barrier_response(const propose_result& result);
+
+/// The read could not be served (actor timeout or gone) -> 503.
+api_response read_failed_response(std::string_view reason);
+
+/// 200 {"key", "value"} or 404 {"error", "key"}.
+api_response get_response(const std::string& key, bool found, const std::string& value);
+
+/// 200 {"id", "role", "term", "leader", "commit_index", "applied_index", "last_log_index",
+/// "members", "leader_http", "leader_raft"}; the leader fields are null while unknown.
+api_response status_response(const raft_status& status);
+
+api_response status_failed_response(std::string_view reason);
+
+
+/// 307 to `location`, body {"error", "leader"} for clients that do not follow redirects.
+api_response redirect_response(const std::string& location, const std::string& leader_id);
+
+const char* action_name(kv_op op);
+
+} // namespace infinity::http

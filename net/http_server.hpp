@@ -1,0 +1,79 @@
+// The client-facing HTTP/1.1 server: a Boost.Beast acceptor with keep-alive and pipelining, one
+// session actor (actors/http_session.hpp) per connection.
+//
+// Threads: `io_threads` Asio threads do all socket work; they never wait for an actor. A request
+// is parsed on the I/O thread (pure codec) and handed to the connection's session actor; the
+// answer comes back through a callback that posts to the connection's strand.
+//
+// Lifecycle: construct (resolves and binds the address, throws `std::runtime_error` with a clear
+// message if it cannot, e.g. the port is in use), `start` (begins accepting), `stop` (stops
+// accepting, closes every connection, ends their session actors, joins the I/O threads; also done
+// by the destructor). Destroy the server before the actor_system.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/fwd.hpp>
+
+#include "net/http_api.hpp"
+
+namespace infinity {
+
+struct http_server_options {
+  /// HOST:PORT; ":PORT" listens on all IPv4 interfaces; port 0 picks a free port (see `port()`).
+  std::string address = ":8001";
+  unsigned io_threads = 1;
+  /// Body limit (also enforced while reading, so an oversized body is never buffered) and the
+  /// codec's key/value limits.
+  http::api_limits limits;
+  /// Request line plus headers.
+  std::size_t max_header_bytes = 16 * 1024;
+  /// Requests read ahead of their responses on one connection; reading pauses beyond it.
+  std::size_t max_pipelined = 32;
+  /// A connection with no request in progress is closed after this long.
+  std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
+  /// Writing one response, and the drain before a graceful close.
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
+  std::chrono::milliseconds write_request_timeout = std::chrono::seconds(5);
+  std::chrono::milliseconds read_request_timeout = std::chrono::seconds(5);
+  /// Source of session client ids; seeded per process by the caller (see http_session.hpp).
+  uint64_t client_id_seed = 0;
+  /// See http_session_config::leader_http_url.
+  std::function<std::string(const std::string&)> leader_http_url;
+  /// Info-level events (listening, stopped) and warnings; may be empty.
+  std::function<void(const std::string&)> log;
+  /// One line per response ("http: 127.0.0.1:5555 GET /get?key=a -> 200"), called on I/O
+  /// threads; leave empty unless debugging, it is not free.
+  std::function<void(const std::string&)> debug_log;
+};
+
+class http_server {
+ public:
+  http_server(caf::actor_system& system, http_server_options options);
+  ~http_server();
+
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  /// The bound port (the chosen one if the address asked for port 0).
+  uint16_t port() const;
+  /// "ADDRESS:PORT" actually bound.
+  std::string local_address() const;
+
+  /// Starts accepting; requests go to `raft` and `kv`. Call once.
+  void start(caf::actor raft, caf::actor kv);
+
+  /// Idempotent; waits (bounded, a few seconds) for connections to wind down.
+  void stop();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace infinity

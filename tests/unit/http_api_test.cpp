@@ -1,0 +1,407 @@
+#define BOOST_TEST_MODULE http_api
+#include <boost/test/unit_test.hpp>
+
+#include <boost/json.hpp>
+
+#include "net/http_api.hpp"
+
+using namespace infinity;
+using namespace infinity::http;
+
+namespace {
+
+api_request expect_request(const parsed_request& parsed) {
+  if (auto* error = std::get_if<api_error>(&parsed))
+    BOOST_FAIL("expected a request, got " << error->status << " " << error->message);
+  return std::get<api_request>(parsed);
+}
+
+api_error expect_error(const parsed_request& parsed, unsigned status) {
+  BOOST_REQUIRE_MESSAGE(std::holds_alternative<api_error>(parsed), "expected an error");
+  auto error = std::get<api_error>(parsed);
+  BOOST_TEST(error.status == status, "status " << error.status << ": " << error.message);
+  BOOST_TEST(!error.message.empty());
+  return error;
+}
+
+api_error set_error(const std::string& body, unsigned status = 400) {
+  return expect_error(parse_request("POST", "/set", body), status);
+}
+
+boost::json::object body_of(const api_response& response) {
+  return boost::json::parse(response.body).as_object();
+}
+
+} // namespace
+
+// -- POST /set
+// -------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(set_and_delete_parse) {
+  auto set =
+      expect_request(parse_request("POST", "/set", R"({"key":"k","value":"v","action":"set"})"));
+  const auto& write = std::get<write_request>(set.body);
+  BOOST_TEST(write.command.key == "k");
+  BOOST_TEST(write.command.value == "v");
+  BOOST_TEST((write.command.op == kv_op::set));
+  BOOST_TEST(write.command.client_id == 0u);
+  BOOST_TEST(!set.redirect);
+
+  auto del = expect_request(parse_request("POST", "/set", R"({"key":"k","action":"delete"})"));
+  BOOST_TEST((std::get<write_request>(del.body).command.op == kv_op::del));
+  // A value on delete is ignored whatever its type; unknown members are ignored.
+  expect_request(parse_request("POST", "/set", R"({"key":"k","action":"delete","value":7,"x":1})"));
+  // Empty values are values.
+  auto empty =
+      expect_request(parse_request("POST", "/set", R"({"key":"k","value":"","action":"set"})"));
+  BOOST_TEST(std::get<write_request>(empty.body).command.value.empty());
+}
+
+BOOST_AUTO_TEST_CASE(set_json_escapes_and_unicode_round_trip) {
+  auto req = expect_request(parse_request(
+      "POST", "/set", R"({"key":"k\"\\\n\u00e9\ud83d\ude00","value":"a\u0000b","action":"set"})"));
+  const auto& cmd = std::get<write_request>(req.body).command;
+  BOOST_TEST(cmd.key == "k\"\\\n\xc3\xa9\xf0\x9f\x98\x80");
+  BOOST_TEST(cmd.value == std::string("a\0b", 3));
+  // And back out: valid JSON that decodes to the same bytes.
+  auto response = get_response(cmd.key, true, cmd.value);
+  auto body = body_of(response);
+  BOOST_TEST(body["key"].as_string() == cmd.key);
+  BOOST_TEST(std::string(body["value"].as_string().c_str(), body["value"].as_string().size()) ==
+             cmd.value);
+  BOOST_TEST(response.body.find('\n') == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(set_rejects_bad_bodies_with_400) {
+  set_error("");
+  set_error("not json");
+  set_error(R"({"key":"k","value":"v","action":"set"} trailing)");
+  set_error(R"({"key":"k","value":"v",)");
+  set_error(R"(["key","value"])");
+  set_error(R"("just a string")");
+  set_error("null");
+  set_error(R"({"value":"v","action":"set"})");         // missing key
+  set_error(R"({"key":5,"value":"v","action":"set"})"); // non-string key
+  set_error(R"({"key":null,"value":"v","action":"set"})");
+  set_error(R"({"key":"","value":"v","action":"set"})");  // empty key
+  set_error(R"({"key":"k","value":"v"})");                // missing action
+  set_error(R"({"key":"k","value":"v","action":1})");     // non-string action
+  set_error(R"({"key":"k","value":"v","action":"SET"})"); // unknown action
+  set_error(R"({"key":"k","value":"v","action":"remove"})");
+  set_error(R"({"key":"k","action":"set"})");            // set without value
+  set_error(R"({"key":"k","value":42,"action":"set"})"); // non-string value
+  set_error(R"({"key":"k","value":{"a":1},"action":"set"})");
+  set_error("{\"key\":\"\xff\",\"value\":\"v\",\"action\":\"set\"}"); // invalid UTF-8 in JSON
+  auto error = set_error(R"({"key":"k","value":"v"})");
+  BOOST_TEST(error.message.find("action") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(set_limits) {
+  api_limits limits;
+  std::string key(limits.max_key_bytes, 'k');
+  expect_request(parse_request("POST", "/set", R"({"key":")" + key + R"(","action":"delete"})"));
+  expect_error(parse_request("POST", "/set", R"({"key":")" + key + R"(k","action":"delete"})"),
+               400);
+
+  std::string value(limits.max_value_bytes, 'v');
+  expect_request(
+      parse_request("POST", "/set", R"({"key":"k","value":")" + value + R"(","action":"set"})"));
+  expect_error(
+      parse_request("POST", "/set", R"({"key":"k","value":")" + value + R"(v","action":"set"})"),
+      413);
+
+  api_limits small{100, 10, 20};
+  std::string body(101, ' ');
+  expect_error(parse_request("POST", "/set", body, small), 413);
+  expect_error(parse_request("POST", "/set", R"({"key":"01234567890","action":"delete"})", small),
+               400);
+}
+
+// -- GET /get
+// --------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(get_parses_consistency_and_decodes_keys) {
+  auto plain = expect_request(parse_request("GET", "/get?key=abc", ""));
+  BOOST_TEST(std::get<get_request>(plain.body).key == "abc");
+  BOOST_TEST((std::get<get_request>(plain.body).consistency == read_consistency::linearizable));
+  BOOST_TEST(plain.target == "/get?key=abc");
+
+  auto stale =
+      expect_request(parse_request("GET", "/get?consistency=stale&key=a+b%2Bc%20d%2f", ""));
+  BOOST_TEST(std::get<get_request>(stale.body).key == "a b+c d/");
+  BOOST_TEST((std::get<get_request>(stale.body).consistency == read_consistency::stale));
+
+  auto lin =
+      expect_request(parse_request("GET", "/get?key=x&consistency=linearizable&other=1", ""));
+  BOOST_TEST((std::get<get_request>(lin.body).consistency == read_consistency::linearizable));
+
+  auto utf8 = expect_request(parse_request("GET", "/get?key=%C3%A9t%C3%A9", ""));
+  BOOST_TEST(std::get<get_request>(utf8.body).key == "\xc3\xa9t\xc3\xa9");
+
+  auto redirect = expect_request(parse_request("GET", "/get?key=x&redirect=true", ""));
+  BOOST_TEST(redirect.redirect);
+  BOOST_TEST(!expect_request(parse_request("GET", "/get?key=x&redirect=0", "")).redirect);
+}
+
+BOOST_AUTO_TEST_CASE(get_rejects_bad_queries_with_400) {
+  expect_error(parse_request("GET", "/get", ""), 400);
+  expect_error(parse_request("GET", "/get?", ""), 400);
+  expect_error(parse_request("GET", "/get?other=1", ""), 400);
+  expect_error(parse_request("GET", "/get?key=", ""), 400);
+  expect_error(parse_request("GET", "/get?key", ""), 400);
+  expect_error(parse_request("GET", "/get?key=a%", ""), 400);
+  expect_error(parse_request("GET", "/get?key=a%4", ""), 400);
+  expect_error(parse_request("GET", "/get?key=a%zz", ""), 400);
+  expect_error(parse_request("GET", "/get?key=%FF", ""), 400); // not UTF-8
+  expect_error(parse_request("GET", "/get?key=a&key=b", ""), 400);
+  expect_error(parse_request("GET", "/get?key=a&consistency=eventual", ""), 400);
+  expect_error(parse_request("GET", "/get?key=a&redirect=maybe", ""), 400);
+  expect_error(parse_request("GET", "/get?key=" + std::string(1025, 'k'), ""), 400);
+}
+
+BOOST_AUTO_TEST_CASE(url_decoding) {
+  BOOST_TEST(*url_decode("") == "");
+  BOOST_TEST(*url_decode("a+b") == "a b");
+  BOOST_TEST(*url_decode("%2B%2b%41%7e") == "++A~");
+  BOOST_TEST(*url_decode("%00") == std::string(1, '\0'));
+  BOOST_TEST(*url_decode("100%25") == "100%");
+  BOOST_TEST(!url_decode("%"));
+  BOOST_TEST(!url_decode("%1"));
+  BOOST_TEST(!url_decode("%G0"));
+  BOOST_TEST(!url_decode("ab%"));
+}
+
+BOOST_AUTO_TEST_CASE(utf8_validation) {
+  BOOST_TEST(is_valid_utf8(""));
+  BOOST_TEST(is_valid_utf8("plain"));
+  BOOST_TEST(is_valid_utf8("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"));
+  BOOST_TEST(!is_valid_utf8("\xc3"));             // truncated
+  BOOST_TEST(!is_valid_utf8("\xc0\xaf"));         // overlong
+  BOOST_TEST(!is_valid_utf8("\xed\xa0\x80"));     // surrogate
+  BOOST_TEST(!is_valid_utf8("\xf4\x90\x80\x80")); // past U+10FFFF
+  BOOST_TEST(!is_valid_utf8("\x80"));
+}
+
+// -- routing
+// ---------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(unknown_paths_are_404_and_wrong_methods_405_with_allow) {
+  for (const char* path : {"/", "/sets", "/set/", "/GET", "/get/x", "", "*"}) {
+    auto error = expect_error(parse_request("GET", path, ""), 404);
+    BOOST_TEST(body_of(error_response(error)).contains("error"));
+  }
+  struct method_case {
+    const char* method;
+    const char* target;
+    const char* allow;
+  };
+  for (auto c : {method_case{"GET", "/set", "POST"}, method_case{"PUT", "/set", "POST"},
+                 method_case{"POST", "/get?key=a", "GET"}, method_case{"DELETE", "/get", "GET"},
+                 method_case{"HEAD", "/status", "GET"}, method_case{"GET", "/join", "POST"}}) {
+    auto error = expect_error(parse_request(c.method, c.target, ""), 405);
+    BOOST_TEST(error.allow == c.allow);
+    auto response = error_response(error);
+    BOOST_TEST(response.status == 405u);
+    BOOST_TEST(*response.header("Allow") == c.allow);
+    BOOST_TEST(body_of(response)["error"].is_string());
+  }
+  // A hostile path is not echoed raw into the error.
+  auto error = expect_error(parse_request("GET", "/\xff\xfe", ""), 404);
+  BOOST_TEST(is_valid_utf8(error.message));
+  boost::json::parse(error_response(error).body);
+}
+
+BOOST_AUTO_TEST_CASE(join_is_validated) {
+  auto join =
+      expect_request(parse_request("POST", "/join?nodeid=node4&nodeaddr=127.0.0.1:8030", ""));
+  BOOST_TEST(std::get<join_request>(join.body).node_id == "node4");
+  BOOST_TEST(std::get<join_request>(join.body).node_addr == "127.0.0.1:8030");
+  expect_request(parse_request("POST", "/join?nodeid=n&nodeaddr=host-a.example:1", ""));
+  expect_request(parse_request("POST", "/join?nodeid=n&nodeaddr=%5B::1%5D:9000", ""));
+
+  expect_error(parse_request("POST", "/join", ""), 400);
+  expect_error(parse_request("POST", "/join?nodeid=n4", ""), 400);
+  expect_error(parse_request("POST", "/join?nodeaddr=127.0.0.1:8030", ""), 400);
+  expect_error(parse_request("POST", "/join?nodeid=&nodeaddr=127.0.0.1:8030", ""), 400);
+  expect_error(parse_request("POST", "/join?nodeid=a%20b&nodeaddr=127.0.0.1:8030", ""), 400);
+  for (const char* addr : {"127.0.0.1", "127.0.0.1:", ":8030", "127.0.0.1:0", "127.0.0.1:65536",
+                           "127.0.0.1:80x", "::1:80", "a b:80", "127.0.0.1:-1"})
+    expect_error(parse_request("POST", std::string{"/join?nodeid=n&nodeaddr="} + addr, ""), 400);
+
+  const auto& request = std::get<join_request>(join.body);
+  propose_result added;
+  added.index = 12;
+  auto response = join_result_response(request, added);
+  BOOST_TEST(response.status == 200u);
+  BOOST_TEST(body_of(response)["nodeid"].as_string() == "node4");
+  BOOST_TEST(body_of(response)["index"].to_number<uint64_t>() == 12u);
+  propose_result refused;
+  refused.status = propose_status::rejected;
+  refused.leader_id = "node node4 holds 3 writes of its own";
+  response = join_result_response(request, refused);
+  BOOST_TEST(response.status == 409u);
+  BOOST_TEST(body_of(response)["error"].as_string().find("holds 3 writes") != std::string::npos);
+  propose_result busy;
+  busy.status = propose_status::busy;
+  BOOST_TEST(join_result_response(request, busy).status == 503u);
+  propose_result unreachable;
+  unreachable.status = propose_status::unreachable;
+  unreachable.leader_id = "node node4 did not answer";
+  response = join_result_response(request, unreachable);
+  BOOST_TEST(response.status == 503u);
+  BOOST_TEST(body_of(response)["error"].as_string().find("nothing was changed") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(host_port_parsing) {
+  auto hp = parse_host_port("localhost:8000");
+  BOOST_TEST(hp->host == "localhost");
+  BOOST_TEST(hp->port == 8000);
+  BOOST_TEST(!parse_host_port(":8001"));
+  BOOST_TEST(parse_host_port(":8001", {true, false})->host.empty());
+  BOOST_TEST(!parse_host_port("127.0.0.1:0"));
+  BOOST_TEST(parse_host_port("127.0.0.1:0", {false, true})->port == 0);
+  BOOST_TEST(parse_host_port("[::1]:443")->host == "::1");
+  BOOST_TEST(!parse_host_port("[]:443"));
+  BOOST_TEST(!parse_host_port("[::1]443"));
+  BOOST_TEST(!parse_host_port("8000"));
+  BOOST_TEST(!parse_host_port("host:123456"));
+}
+
+BOOST_AUTO_TEST_CASE(status_request_and_response) {
+  auto req = expect_request(parse_request("GET", "/status", ""));
+  BOOST_TEST(std::holds_alternative<status_request>(req.body));
+
+  raft_status status;
+  status.id = "node1";
+  status.role = raft_role::leader;
+  status.term = 3;
+  status.leader_id = "node1";
+  status.commit_index = 10;
+  status.applied_index = 9;
+  status.last_log_index = 11;
+  status.members = {"node1", "node2", "node3"};
+  auto response = status_response(status);
+  BOOST_TEST(response.status == 200u);
+  auto body = body_of(response);
+  BOOST_TEST(body["id"].as_string() == "node1");
+  BOOST_TEST(body["role"].as_string() == "leader");
+  BOOST_TEST(body["term"].to_number<uint64_t>() == 3u);
+  BOOST_TEST(body["leader"].as_string() == "node1");
+  BOOST_TEST(body["commit_index"].to_number<uint64_t>() == 10u);
+  BOOST_TEST(body["applied_index"].to_number<uint64_t>() == 9u);
+  BOOST_TEST(body["last_log_index"].to_number<uint64_t>() == 11u);
+  BOOST_TEST(body["members"].as_array().size() == 3u);
+  BOOST_TEST(body["leader_http"].is_null());
+  status.leader_http = "127.0.0.1:8001";
+  BOOST_TEST(body_of(status_response(status))["leader_http"].as_string() == "127.0.0.1:8001");
+
+  status.leader_id.clear();
+  status.role = raft_role::pre_candidate;
+  auto unknown = body_of(status_response(status));
+  BOOST_TEST(unknown["leader"].is_null());
+  BOOST_TEST(unknown["role"].as_string() == "pre-candidate");
+}
+
+// -- responses
+// -------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(write_status_mapping) {
+  write_request set;
+  set.command.key = "k";
+  set.command.op = kv_op::set;
+
+  auto ok = write_response(set, propose_result{propose_status::ok, 42, 2, "n1"});
+  BOOST_TEST(ok.status == 200u);
+  auto body = body_of(ok);
+  BOOST_TEST(body["key"].as_string() == "k");
+  BOOST_TEST(body["action"].as_string() == "set");
+  BOOST_TEST(body["index"].to_number<uint64_t>() == 42u);
+
+  write_request del = set;
+  del.command.op = kv_op::del;
+  BOOST_TEST(body_of(write_response(del, propose_result{}))["action"].as_string() == "delete");
+
+  auto not_leader = write_response(set, propose_result{propose_status::not_leader, 0, 2, "node2"});
+  BOOST_TEST(not_leader.status == 503u);
+  BOOST_TEST(*not_leader.header("Retry-After") == "1");
+  auto nl = body_of(not_leader);
+  BOOST_TEST(nl["leader"].as_string() == "node2");
+  BOOST_TEST(nl["error"].as_string().find("node2") != std::string::npos);
+
+  auto no_leader = write_response(set, propose_result{propose_status::no_leader, 0, 2, ""});
+  BOOST_TEST(no_leader.status == 503u);
+  BOOST_TEST(*no_leader.header("Retry-After") == "1");
+  BOOST_TEST(body_of(no_leader)["leader"].is_null());
+
+  for (auto status :
+       {propose_status::leadership_lost, propose_status::timeout, propose_status::stopping}) {
+    auto response = write_response(set, propose_result{status, 7, 2, "n1"});
+    BOOST_TEST(response.status == 500u);
+    BOOST_TEST(!response.header("Retry-After"));
+    BOOST_TEST(body_of(response)["error"].as_string().find("may or may not") != std::string::npos);
+  }
+  auto busy = write_response(set, propose_result{propose_status::busy, 0, 2, "n1"});
+  BOOST_TEST(busy.status == 503u);
+  BOOST_TEST(*busy.header("Retry-After") == "1");
+  BOOST_TEST(body_of(busy)["reason"].as_string() == "busy");
+  auto rejected = write_response(set, propose_result{propose_status::rejected, 0, 2, "no room"});
+  BOOST_TEST(rejected.status == 409u);
+  BOOST_TEST(body_of(rejected)["error"].as_string().find("no room") != std::string::npos);
+
+  auto failed = write_failed_response(set, "no answer within 5000 ms");
+  BOOST_TEST(failed.status == 500u);
+  BOOST_TEST(body_of(failed)["error"].as_string().find("may or may not") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(join_result_mapping) {
+  join_request join{"n4", "127.0.0.1:8030"};
+  auto ok = join_result_response(join, propose_result{propose_status::ok, 9, 2, "n1"});
+  BOOST_TEST(ok.status == 200u);
+  BOOST_TEST(body_of(ok)["nodeid"].as_string() == "n4");
+  BOOST_TEST(body_of(ok)["index"].to_number<uint64_t>() == 9u);
+  BOOST_TEST(join_result_response(join, {propose_status::not_leader, 0, 2, "n2"}).status == 503u);
+  BOOST_TEST(join_result_response(join, {propose_status::busy, 0, 2, ""}).status == 503u);
+  BOOST_TEST(join_result_response(join, {propose_status::rejected, 0, 2, "has data"}).status ==
+             409u);
+  auto lost = join_result_response(join, {propose_status::leadership_lost, 0, 2, ""});
+  BOOST_TEST(lost.status == 500u);
+  BOOST_TEST(body_of(lost)["error"].as_string().find("join may or may not") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(read_status_mapping) {
+  for (auto status : {propose_status::not_leader, propose_status::no_leader,
+                      propose_status::leadership_lost, propose_status::timeout,
+                      propose_status::stopping, propose_status::busy, propose_status::rejected}) {
+    auto response = read_barrier_response(propose_result{status, 0, 1, ""});
+    BOOST_TEST(response.status == 503u);
+    BOOST_TEST(*response.header("Retry-After") == "1");
+    BOOST_TEST(body_of(response)["error"].is_string());
+  }
+  auto named =
+      body_of(read_barrier_response(propose_result{propose_status::not_leader, 0, 1, "n3"}));
+  BOOST_TEST(named["leader"].as_string() == "n3");
+  BOOST_TEST(read_failed_response("x").status == 503u);
+  BOOST_TEST(status_failed_response("x").status == 503u);
+
+  auto missing = get_response("k", false, "");
+  BOOST_TEST(missing.status == 404u);
+  BOOST_TEST(body_of(missing)["error"].is_string());
+  auto found = get_response("k", true, "v");
+  BOOST_TEST(found.status == 200u);
+  BOOST_TEST(found.body == R"({"key":"k","value":"v"})");
+}
+
+BOOST_AUTO_TEST_CASE(control_characters_are_escaped) {
+  auto response = get_response("k", true, std::string("\x01\t\"\\</", 6));
+  auto parsed = body_of(response);
+  BOOST_TEST(parsed["value"].as_string() == std::string("\x01\t\"\\</", 6));
+  for (char c : response.body)
+    BOOST_TEST(static_cast<unsigned char>(c) >= 0x20);
+}
+
+BOOST_AUTO_TEST_CASE(redirect_response_has_location) {
+  auto response = redirect_response("http://127.0.0.1:8011/get?key=a", "node2");
+  BOOST_TEST(response.status == 307u);
+  BOOST_TEST(*response.header("Location") == "http://127.0.0.1:8011/get?key=a");
+  BOOST_TEST(body_of(response)["leader"].as_string() == "node2");
+}
