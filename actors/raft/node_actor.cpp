@@ -152,6 +152,11 @@ caf::message_handler raft_node::common_handlers() {
     },
     [this](peer_down_atom, const std::string& id) {
       peers_.erase(id);
+      for (auto& call : forwarded_calls_)
+        if (!call->done && call->peer == id) {
+          call->done = true;
+          call->promise.deliver(call->if_peer_down);
+        }
       if (auto i = progress_.find(id); i != progress_.end()) {
         // Whatever was in flight is lost with the connection: probe again once it is back.
         i->second.state = follower_progress::mode::probe;
@@ -684,24 +689,47 @@ propose_result raft_node::refusal() const {
   return result;
 }
 
+std::shared_ptr<raft_node::forwarded_call>
+raft_node::track_forward(const std::string& peer, caf::response_promise promise,
+                         propose_result if_peer_down) {
+  forwarded_calls_.erase(std::remove_if(forwarded_calls_.begin(), forwarded_calls_.end(),
+                                        [](const auto& call) { return call->done; }),
+                         forwarded_calls_.end());
+  auto call = std::make_shared<forwarded_call>();
+  call->peer = peer;
+  call->promise = std::move(promise);
+  call->if_peer_down = std::move(if_peer_down);
+  forwarded_calls_.push_back(call);
+  return call;
+}
+
 caf::result<propose_result> raft_node::forward_proposal(kv_command& command, bool forwarded) {
   auto leader = peers_.find(leader_id_);
   // One hop at most: two nodes that each believe the other leads must not bounce a command.
   if (forwarded || leader_id_.empty() || leader == peers_.end())
     return refusal();
+  // Lost on the way or unanswered: the command may or may not have been appended.
+  propose_result unknown;
+  unknown.status = propose_status::timeout;
+  unknown.term = term_;
+  unknown.leader_id = leader_id_;
   auto promise = self_->make_response_promise();
-  auto term = term_;
+  auto call = track_forward(leader_id_, promise, unknown);
   self_->request(leader->second, config_.forward_timeout, propose_atom::value, std::move(command),
                  true)
-    .then([promise](const propose_result& result) mutable { promise.deliver(result); },
-          [this, promise, term](caf::error&) mutable {
-            // Lost on the way or unanswered: the command may or may not have been appended.
-            propose_result result;
-            result.status = propose_status::timeout;
-            result.term = term;
-            result.leader_id = leader_id_;
-            promise.deliver(result);
-          });
+    .then(
+      [call](const propose_result& result) {
+        if (!call->done) {
+          call->done = true;
+          call->promise.deliver(result);
+        }
+      },
+      [call](caf::error&) {
+        if (!call->done) {
+          call->done = true;
+          call->promise.deliver(call->if_peer_down);
+        }
+      });
   return promise;
 }
 
@@ -717,25 +745,33 @@ caf::result<propose_result> raft_node::forward_read(bool forwarded) {
   auto leader = peers_.find(leader_id_);
   if (forwarded || leader_id_.empty() || leader == peers_.end())
     return refusal();
+  // A read that was not confirmed had no effect: failing it is always safe.
+  auto failed = refusal();
+  failed.status = propose_status::timeout;
   auto promise = self_->make_response_promise();
+  auto call = track_forward(leader_id_, promise, failed);
   self_->request(leader->second, config_.forward_timeout, read_atom::value, true)
     .then(
-      [this, promise](const propose_result& result) mutable {
+      [this, call](const propose_result& result) {
+        if (call->done)
+          return;
+        call->done = true;
         if (result.status != propose_status::ok) {
-          promise.deliver(result);
+          call->promise.deliver(result);
           return;
         }
         // The leader confirmed `index` as a linearizable read point; our copy is good for the
         // read once it has applied that far (thesis §6.4.1, reads from followers).
         if (applied_index_ >= result.index)
-          promise.deliver(result);
+          call->promise.deliver(result);
         else
-          follower_reads_.emplace(result.index, follower_read{result, promise});
+          follower_reads_.emplace(result.index, follower_read{result, call->promise});
       },
-      [this, promise](caf::error&) mutable {
-        auto result = refusal();
-        result.status = propose_status::timeout;
-        promise.deliver(result);
+      [call](caf::error&) {
+        if (!call->done) {
+          call->done = true;
+          call->promise.deliver(call->if_peer_down);
+        }
       });
   return promise;
 }

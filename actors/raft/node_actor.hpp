@@ -319,6 +319,19 @@ private:
     caf::response_promise promise;
   };
   std::multimap<uint64_t, follower_read> follower_reads_;
+  /// A request forwarded to the leader and not answered yet. CAF does not fail requests to a
+  /// remote peer whose connection dropped (they only time out), so peer_down answers them.
+  struct forwarded_call {
+    std::string peer;
+    caf::response_promise promise;
+    /// What the client gets if the connection to `peer` drops first.
+    propose_result if_peer_down;
+    bool done = false;
+  };
+  std::vector<std::shared_ptr<forwarded_call>> forwarded_calls_;
+  std::shared_ptr<forwarded_call> track_forward(const std::string& peer,
+                                                caf::response_promise promise,
+                                                propose_result if_peer_down);
 
   // Candidate and pre-candidate only.
   std::map<std::string, bool> votes_;
