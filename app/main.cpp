@@ -202,6 +202,11 @@ int main(int argc, char** argv) {
         tell_connector(id, address);
   };
   raft_cfg.connect_peer = tell_connector;
+  raft_cfg.disconnect_peer = [connector_holder](const std::string& id) {
+    std::lock_guard<std::mutex> guard{connector_holder->mutex};
+    if (connector_holder->actor)
+      caf::anon_send(connector_holder->actor, peer_down_atom::value, id);
+  };
   std::map<std::string, std::string> initial_peers;
   for (const auto& [id, address] : latest_membership(recovered))
     if (id != opts.node_id)

@@ -850,6 +850,8 @@ void raft_node::send_join_probe() {
           result.leader_id = reason;
           join.promise.deliver(result);
           log_event("not adding " + id + ": " + reason);
+          if (config_.disconnect_peer && members_.count(id) == 0)
+            config_.disconnect_peer(id);
           return;
         }
         auto next = members_;
@@ -870,6 +872,8 @@ void raft_node::send_join_probe() {
         result.leader_id = "node " + id + " did not answer";
         pending_join_->promise.deliver(result);
         pending_join_.reset();
+        if (config_.disconnect_peer && members_.count(id) == 0)
+          config_.disconnect_peer(id);
       });
 }
 
@@ -1071,6 +1075,8 @@ void raft_node::handle_tick() {
     result.leader_id = "node " + pending_join_->id + " at " + pending_join_->address
                        + " did not answer";
     pending_join_->promise.deliver(result);
+    if (config_.disconnect_peer && members_.count(pending_join_->id) == 0)
+      config_.disconnect_peer(pending_join_->id);
     pending_join_.reset();
   }
   for (auto& [peer, progress] : progress_) {

@@ -59,6 +59,8 @@ struct raft_config {
   std::function<void(const membership&)> on_membership;
   /// The leader needs a connection to a node it is about to add (the app dials it).
   std::function<void(const std::string& id, const std::string& address)> connect_peer;
+  /// A node the leader dialled for a join that did not happen: the app may hang up.
+  std::function<void(const std::string& id)> disconnect_peer;
   /// How long a join may wait for the new node to answer.
   caf::timespan join_timeout = std::chrono::seconds(5);
   caf::timespan tick_interval = std::chrono::milliseconds(20);
