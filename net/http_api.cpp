@@ -1,5 +1,7 @@
 #include "net/http_api.hpp"
 
+#include "actors/raft/membership.hpp"
+
 #include <boost/json.hpp>
 
 namespace infinity::http {
@@ -397,12 +399,8 @@ std::optional<host_port> parse_host_port(std::string_view text, host_port_rules 
 }
 
 bool is_valid_node_id(std::string_view id) {
-  if (id.empty() || id.size() > 64)
-    return false;
-  for (char c : id)
-    if (!is_host_name_char(c) && c != '_')
-      return false;
-  return true;
+  // One rule for ids everywhere: the membership entries in the log enforce the same.
+  return valid_member_id(id);
 }
 
 // -- responses
