@@ -195,8 +195,8 @@ void start(session_actor* self, uint64_t position, const http::api_request& req)
   self->request(self->state.config.raft, timeout, status_atom::value)
       .then(
           [=](const raft_status& status) {
-            if (status.role == raft_role::leader || status.leader_id.empty()
-                || status.leader_http.empty()) {
+            if (status.role == raft_role::leader || status.leader_id.empty() ||
+                status.leader_http.empty()) {
               dispatch(self, position, req); // leader, or nobody to redirect to: 503 below
               return;
             }

@@ -4,38 +4,38 @@ namespace infinity {
 
 const char* to_string(raft_role role) {
   switch (role) {
-    case raft_role::follower:
-      return "follower";
-    case raft_role::pre_candidate:
-      return "pre-candidate";
-    case raft_role::candidate:
-      return "candidate";
-    case raft_role::leader:
-      return "leader";
+  case raft_role::follower:
+    return "follower";
+  case raft_role::pre_candidate:
+    return "pre-candidate";
+  case raft_role::candidate:
+    return "candidate";
+  case raft_role::leader:
+    return "leader";
   }
   return "unknown";
 }
 
 const char* to_string(propose_status status) {
   switch (status) {
-    case propose_status::ok:
-      return "ok";
-    case propose_status::not_leader:
-      return "not_leader";
-    case propose_status::leadership_lost:
-      return "leadership_lost";
-    case propose_status::timeout:
-      return "timeout";
-    case propose_status::no_leader:
-      return "no_leader";
-    case propose_status::stopping:
-      return "stopping";
-    case propose_status::busy:
-      return "busy";
-    case propose_status::rejected:
-      return "rejected";
-    case propose_status::unreachable:
-      return "unreachable";
+  case propose_status::ok:
+    return "ok";
+  case propose_status::not_leader:
+    return "not_leader";
+  case propose_status::leadership_lost:
+    return "leadership_lost";
+  case propose_status::timeout:
+    return "timeout";
+  case propose_status::no_leader:
+    return "no_leader";
+  case propose_status::stopping:
+    return "stopping";
+  case propose_status::busy:
+    return "busy";
+  case propose_status::rejected:
+    return "rejected";
+  case propose_status::unreachable:
+    return "unreachable";
   }
   return "unknown";
 }

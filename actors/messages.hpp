@@ -11,7 +11,8 @@
 
 namespace infinity {
 
-// -- atoms (CAF 0.17: at most 10 characters) -------------------------------------------------------
+// -- atoms (CAF 0.17: at most 10 characters)
+// -------------------------------------------------------
 
 /// Periodic clock input of a Raft node; everything time-based counts these.
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
@@ -44,7 +45,8 @@ using kv_reset_atom = caf::atom_constant<caf::atom("kvreset")>;
 /// KV state machine, local copy: (kv_get_atom, key) -> (bool found, std::string value).
 using kv_get_atom = caf::atom_constant<caf::atom("kvget")>;
 
-// -- inspect ---------------------------------------------------------------------------------------
+// -- inspect
+// ---------------------------------------------------------------------------------------
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, log_entry& x) {

@@ -10,7 +10,8 @@
 
 namespace infinity {
 
-// -- Raft log --------------------------------------------------------------------------------------
+// -- Raft log
+// --------------------------------------------------------------------------------------
 
 /// What a log entry carries.
 enum class entry_kind : uint8_t {
@@ -32,7 +33,9 @@ struct log_entry {
 inline bool operator==(const log_entry& a, const log_entry& b) {
   return a.term == b.term && a.index == b.index && a.kind == b.kind && a.data == b.data;
 }
-inline bool operator!=(const log_entry& a, const log_entry& b) { return !(a == b); }
+inline bool operator!=(const log_entry& a, const log_entry& b) {
+  return !(a == b);
+}
 
 // -- Raft RPCs (one-way messages; replies go back to the node named in `from`) --------------------
 
@@ -83,7 +86,8 @@ struct append_reply {
   uint64_t round = 0;
 };
 
-// -- KV commands and client proposals --------------------------------------------------------------
+// -- KV commands and client proposals
+// --------------------------------------------------------------
 
 enum class kv_op : uint8_t { set = 0, del = 1 };
 
@@ -131,7 +135,8 @@ struct propose_result {
   std::string leader_id;
 };
 
-// -- storage seam ----------------------------------------------------------------------------------
+// -- storage seam
+// ----------------------------------------------------------------------------------
 
 /// The Raft state that must survive a crash besides the log.
 struct hard_state {
@@ -162,14 +167,16 @@ struct recovered_state {
   std::vector<log_entry> entries;
 };
 
-// -- state machine ---------------------------------------------------------------------------------
+// -- state machine
+// ---------------------------------------------------------------------------------
 
 /// Committed entries for the state machine, contiguous and in log order.
 struct apply_batch {
   std::vector<log_entry> entries;
 };
 
-// -- status ----------------------------------------------------------------------------------------
+// -- status
+// ----------------------------------------------------------------------------------------
 
 enum class raft_role : uint8_t { follower = 0, pre_candidate = 1, candidate = 2, leader = 3 };
 

@@ -21,11 +21,11 @@ recovered_state bootstrap_if_empty(storage_backend& storage, recovered_state rec
   if (!options.initial_cluster.empty()) {
     auto self = options.initial_cluster.find(options.node_id);
     if (self == options.initial_cluster.end())
-      throw std::runtime_error("--initial-cluster does not list this node (" + options.node_id
-                               + ")");
+      throw std::runtime_error("--initial-cluster does not list this node (" + options.node_id +
+                               ")");
     if (self->second != options.raft_addr)
-      throw std::runtime_error("--initial-cluster lists " + options.node_id + " at " + self->second
-                               + " but --raft-addr is " + options.raft_addr);
+      throw std::runtime_error("--initial-cluster lists " + options.node_id + " at " +
+                               self->second + " but --raft-addr is " + options.raft_addr);
     for (const auto& [id, address] : options.initial_cluster)
       initial.emplace(id, address);
     log_line = "bootstrapping a cluster of " + std::to_string(initial.size()) + " members";
@@ -74,7 +74,7 @@ int request_join(const std::string& http_host_port, const std::string& node_id,
     auto host = target->host.empty() ? std::string{"127.0.0.1"} : target->host;
     stream.connect(resolver.resolve(host, std::to_string(target->port)));
     http::request<http::string_body> request{
-      http::verb::post, "/join?nodeid=" + node_id + "&nodeaddr=" + raft_addr, 11};
+        http::verb::post, "/join?nodeid=" + node_id + "&nodeaddr=" + raft_addr, 11};
     request.set(http::field::host, host);
     request.prepare_payload();
     http::write(stream, request);

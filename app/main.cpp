@@ -264,9 +264,9 @@ int main(int argc, char** argv) {
           return;
         }
         if (attempt == 1 || attempt % 10 == 0)
-          log.write(log_level::warn, "join through " + opts.join + " not done yet ("
-                                       + (status == 0 ? body : std::to_string(status) + " " + body)
-                                       + "), retrying");
+          log.write(log_level::warn,
+                    "join through " + opts.join + " not done yet (" +
+                        (status == 0 ? body : std::to_string(status) + " " + body) + "), retrying");
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
       }
     }}.detach();

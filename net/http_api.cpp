@@ -452,10 +452,10 @@ api_response proposal_failure(const propose_result& result, const std::string& w
     return response;
   }
   case propose_status::unreachable: {
-    auto response = json_response(
-        503, json::object{{"error", "the " + what + " failed: " + result.leader_id +
-                                        "; nothing was changed"},
-                          {"reason", to_string(result.status)}});
+    auto response =
+        json_response(503, json::object{{"error", "the " + what + " failed: " + result.leader_id +
+                                                      "; nothing was changed"},
+                                        {"reason", to_string(result.status)}});
     response.headers.emplace_back("Retry-After", "1");
     return response;
   }
@@ -528,9 +528,10 @@ api_response read_barrier_response(const propose_result& result) {
     break;
   }
   // With `rejected`, leader_id holds a reason, not a node.
-  auto leader = result.status == propose_status::rejected || result.status == propose_status::unreachable
-                    ? std::string{}
-                    : result.leader_id;
+  auto leader =
+      result.status == propose_status::rejected || result.status == propose_status::unreachable
+          ? std::string{}
+          : result.leader_id;
   auto response = json_response(503, json::object{{"error", message},
                                                   {"reason", to_string(result.status)},
                                                   {"leader", leader_json(leader)}});

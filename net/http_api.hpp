@@ -158,7 +158,6 @@ api_response status_response(const raft_status& status);
 
 api_response status_failed_response(std::string_view reason);
 
-
 /// 307 to `location`, body {"error", "leader"} for clients that do not follow redirects.
 api_response redirect_response(const std::string& location, const std::string& leader_id);
 

@@ -28,9 +28,7 @@ struct endpoint {
   uint16_t port = 0;
 
   std::string to_string() const { return host + ":" + std::to_string(port); }
-  bool operator==(const endpoint& other) const {
-    return host == other.host && port == other.port;
-  }
+  bool operator==(const endpoint& other) const { return host == other.host && port == other.port; }
 };
 
 caf::expected<endpoint> parse_endpoint(const std::string& host_port) {
@@ -42,8 +40,8 @@ caf::expected<endpoint> parse_endpoint(const std::string& host_port) {
   if (colon == std::string::npos || colon == 0 || colon + 1 == host_port.size())
     return bad();
   auto digits = host_port.substr(colon + 1);
-  if (digits.size() > 5 || !std::all_of(digits.begin(), digits.end(),
-                                        [](char c) { return c >= '0' && c <= '9'; }))
+  if (digits.size() > 5 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return bad();
   auto port = std::strtoul(digits.c_str(), nullptr, 10);
   if (port == 0 || port > 65535)
@@ -52,7 +50,7 @@ caf::expected<endpoint> parse_endpoint(const std::string& host_port) {
 }
 
 class peer_connector {
-public:
+ public:
   using actor_pointer = caf::stateful_actor<peer_connector>*;
 
   explicit peer_connector(actor_pointer self) : self_(self) {}
@@ -73,7 +71,7 @@ public:
     published_port_ = published_port;
     options_ = std::move(options);
     options_.min_backoff =
-      std::max(options_.min_backoff, caf::timespan{std::chrono::milliseconds(1)});
+        std::max(options_.min_backoff, caf::timespan{std::chrono::milliseconds(1)});
     options_.max_backoff = std::max(options_.max_backoff, options_.min_backoff);
     middleman_ = self_->system().middleman().actor_handle();
     // Seeded per node so two nodes that lost each other at the same instant draw different delays.
@@ -83,25 +81,25 @@ public:
     for (auto& [id, address] : peers)
       add_peer(id, std::move(address), false);
     return {
-      [this](peer_up_atom, const std::string& id, const std::string& host_port) {
-        auto address = parse_endpoint(host_port);
-        if (!address) {
-          log("ignoring peer " + id + ": " + self_->system().render(address.error()));
-          return;
-        }
-        add_peer(id, std::move(*address), true);
-      },
-      [this](peer_down_atom, const std::string& id) { remove_peer(id); },
-      [this](reconnect_atom, const std::string& id, uint64_t generation) {
-        auto i = peers_.find(id);
-        if (i != peers_.end() && i->second.generation == generation
-            && i->second.state == peer_state::waiting)
-          dial(id, i->second);
-      },
+        [this](peer_up_atom, const std::string& id, const std::string& host_port) {
+          auto address = parse_endpoint(host_port);
+          if (!address) {
+            log("ignoring peer " + id + ": " + self_->system().render(address.error()));
+            return;
+          }
+          add_peer(id, std::move(*address), true);
+        },
+        [this](peer_down_atom, const std::string& id) { remove_peer(id); },
+        [this](reconnect_atom, const std::string& id, uint64_t generation) {
+          auto i = peers_.find(id);
+          if (i != peers_.end() && i->second.generation == generation &&
+              i->second.state == peer_state::waiting)
+            dial(id, i->second);
+        },
     };
   }
 
-private:
+ private:
   enum class peer_state { connecting, waiting, up };
 
   struct peer {
@@ -149,20 +147,21 @@ private:
   void dial(const std::string& id, peer& p) {
     p.state = peer_state::connecting;
     auto generation = p.generation = ++generations_;
-    self_->request(middleman_, peer_connect_timeout, caf::connect_atom::value, p.address.host,
-                   p.address.port)
-      .then(
-        [this, id, generation](caf::node_id& node, caf::strong_actor_ptr& ptr,
-                               std::set<std::string>& interface) {
-          on_connected(id, generation, node, std::move(ptr), interface);
-        },
-        [this, id, generation](caf::error& err) { on_dial_failed(id, generation, err); });
+    self_
+        ->request(middleman_, peer_connect_timeout, caf::connect_atom::value, p.address.host,
+                  p.address.port)
+        .then(
+            [this, id, generation](caf::node_id& node, caf::strong_actor_ptr& ptr,
+                                   std::set<std::string>& interface) {
+              on_connected(id, generation, node, std::move(ptr), interface);
+            },
+            [this, id, generation](caf::error& err) { on_dial_failed(id, generation, err); });
   }
 
   peer* current(const std::string& id, uint64_t generation) {
     auto i = peers_.find(id);
-    if (i == peers_.end() || i->second.generation != generation
-        || i->second.state != peer_state::connecting)
+    if (i == peers_.end() || i->second.generation != generation ||
+        i->second.state != peer_state::connecting)
       return nullptr;
     return &i->second;
   }
@@ -174,18 +173,18 @@ private:
       return;
     auto where = p->address.to_string();
     if (!ptr)
-      return on_dial_failed(id, generation,
-                            caf::make_error(caf::sec::no_actor_published_at_port,
-                                            "nothing published at " + where));
+      return on_dial_failed(
+          id, generation,
+          caf::make_error(caf::sec::no_actor_published_at_port, "nothing published at " + where));
     if (!interface.empty())
-      return on_dial_failed(id, generation,
-                            caf::make_error(caf::sec::unexpected_actor_messaging_interface,
-                                            "the actor at " + where
-                                              + " is typed, not a Raft node"));
+      return on_dial_failed(
+          id, generation,
+          caf::make_error(caf::sec::unexpected_actor_messaging_interface,
+                          "the actor at " + where + " is typed, not a Raft node"));
     if (node == self_->system().node())
-      return on_dial_failed(id, generation,
-                            caf::make_error(caf::sec::invalid_argument,
-                                            where + " is this node's own port"));
+      return on_dial_failed(
+          id, generation,
+          caf::make_error(caf::sec::invalid_argument, where + " is this node's own port"));
     p->handle = caf::actor_cast<caf::actor>(std::move(ptr));
     p->state = peer_state::up;
     p->attempt = 0;
@@ -203,8 +202,8 @@ private:
       return;
     auto delay = backoff(p->attempt);
     if (!p->failure_logged)
-      log("peer " + id + " unreachable at " + p->address.to_string() + ": "
-          + self_->system().render(err) + "; retrying with backoff");
+      log("peer " + id + " unreachable at " + p->address.to_string() + ": " +
+          self_->system().render(err) + "; retrying with backoff");
     p->failure_logged = true;
     p->attempt = std::min(p->attempt + 1, uint32_t{62});
     schedule_redial(id, *p, delay);
@@ -222,9 +221,9 @@ private:
       self_->send(raft_, peer_down_atom::value, id);
       auto delay = backoff(0);
       p.attempt = 1;
-      log("peer " + id + " down: " + self_->system().render(msg.reason) + "; redialling in "
-          + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count())
-          + " ms");
+      log("peer " + id + " down: " + self_->system().render(msg.reason) + "; redialling in " +
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()) +
+          " ms");
       schedule_redial(id, p, delay);
     }
   }
@@ -276,10 +275,11 @@ caf::behavior run_peer_connector(caf::stateful_actor<peer_connector>* self, caf:
 
 } // namespace
 
-caf::expected<caf::actor>
-spawn_peer_connector(caf::actor_system& system, caf::actor raft, std::string self_id,
-                     std::string raft_host, uint16_t raft_port,
-                     std::map<std::string, std::string> peers, peer_connector_options options) {
+caf::expected<caf::actor> spawn_peer_connector(caf::actor_system& system, caf::actor raft,
+                                               std::string self_id, std::string raft_host,
+                                               uint16_t raft_port,
+                                               std::map<std::string, std::string> peers,
+                                               peer_connector_options options) {
   if (!raft)
     return caf::make_error(caf::sec::invalid_argument, "spawn_peer_connector: no Raft actor");
   if (!system.has_middleman())
@@ -295,15 +295,14 @@ spawn_peer_connector(caf::actor_system& system, caf::actor raft, std::string sel
     endpoints.emplace(id, std::move(*address));
   }
   auto where = raft_host + ":" + std::to_string(raft_port);
-  auto published = system.middleman().publish(raft, raft_port,
-                                              raft_host.empty() ? nullptr : raft_host.c_str(),
-                                              /*reuse=*/true);
+  auto published =
+      system.middleman().publish(raft, raft_port, raft_host.empty() ? nullptr : raft_host.c_str(),
+                                 /*reuse=*/true);
   if (!published)
-    return caf::make_error(caf::sec::cannot_open_port,
-                           "cannot publish the Raft actor on " + where + ": "
-                             + system.render(published.error()));
-  auto connection_timeout = caf::get_or(system.config(), "middleman.connection-timeout",
-                                        caf::timespan{0});
+    return caf::make_error(caf::sec::cannot_open_port, "cannot publish the Raft actor on " + where +
+                                                           ": " + system.render(published.error()));
+  auto connection_timeout =
+      caf::get_or(system.config(), "middleman.connection-timeout", caf::timespan{0});
   if (connection_timeout.count() == 0 && options.log_event)
     options.log_event(self_id + ": middleman.connection-timeout is off, a frozen peer will never"
                                 " be reported down (use configure_middleman)");

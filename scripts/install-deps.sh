@@ -7,7 +7,7 @@ packages=(
   build-essential cmake g++ pkg-config
   libcaf-dev
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev libboost-test1.81-dev
-  curl iproute2 procps
+  curl iproute2 procps clang-format
 )
 
 missing=()

@@ -63,8 +63,8 @@ bool decode_command(std::string_view bytes, kv_command& out) {
     return false;
   out.op = static_cast<kv_op>(op);
   bytes.remove_prefix(2);
-  return get_bytes(bytes, out.key) && get_bytes(bytes, out.value)
-         && get_varint(bytes, out.client_id) && get_varint(bytes, out.sequence) && bytes.empty();
+  return get_bytes(bytes, out.key) && get_bytes(bytes, out.value) &&
+         get_varint(bytes, out.client_id) && get_varint(bytes, out.sequence) && bytes.empty();
 }
 
 } // namespace infinity

@@ -19,7 +19,7 @@
 namespace infinity {
 
 class kv_state_machine {
-public:
+ public:
   /// Commands whose (client_id, sequence) was applied within this many log entries are ignored
   /// when they appear again (a duplicated or retried proposal). Older ids are forgotten.
   static constexpr uint64_t default_dedup_window_entries = 100000;
@@ -45,7 +45,7 @@ public:
   uint64_t duplicates_skipped() const { return duplicates_skipped_; }
   uint64_t malformed_skipped() const { return malformed_skipped_; }
 
-private:
+ private:
   struct command_id_hash {
     size_t operator()(const std::pair<uint64_t, uint64_t>& id) const {
       return std::hash<uint64_t>{}(id.first * 0x9E3779B97F4A7C15ULL ^ id.second);

@@ -47,8 +47,8 @@ raft_node::raft_node(actor_pointer self) : self_(self) {
 caf::behavior raft_node::start(raft_config config, recovered_state recovered, caf::actor storage,
                                caf::actor kv, uint64_t seed) {
   config_ = std::move(config);
-  RAFT_INVARIANT(config_.members.empty()
-                   || std::count(config_.members.begin(), config_.members.end(), config_.id) == 1,
+  RAFT_INVARIANT(config_.members.empty() ||
+                     std::count(config_.members.begin(), config_.members.end(), config_.id) == 1,
                  "a bootstrap membership must name this node exactly once");
   RAFT_INVARIANT(config_.heartbeat_ticks >= 1 && config_.election_ticks > config_.heartbeat_ticks,
                  "heartbeats must be more frequent than election timeouts");
@@ -70,101 +70,99 @@ caf::behavior raft_node::start(raft_config config, recovered_state recovered, ca
   self_->delayed_send(self_, config_.tick_interval, tick_atom::value);
   role_ = raft_role::follower;
   reset_election_timer();
-  log_event("started as follower in term " + std::to_string(term_) + " with "
-            + std::to_string(log_.last_index()) + " log entries");
+  log_event("started as follower in term " + std::to_string(term_) + " with " +
+            std::to_string(log_.last_index()) + " log entries");
   return follower_behavior();
 }
 
 caf::message_handler raft_node::common_handlers() {
   return {
-    [this](request_vote& request) {
-      handle_request_vote(request);
-      finish_step();
-    },
-    [this](append_entries& request) {
-      handle_append_entries(request);
-      finish_step();
-    },
-    // Replies a role does not expect still carry terms that must be honoured.
-    [this](const vote_reply& reply) {
-      accept_term(reply.term,
-                  reply.pre_vote && reply.granted ? message_kind::pre_vote_reply_granted
-                                                  : message_kind::vote_reply,
-                  reply.from);
-      finish_step();
-    },
-    [this](const append_reply& reply) {
-      accept_term(reply.term, message_kind::append_reply, reply.from);
-      finish_step();
-    },
-    [this](tick_atom) {
-      self_->delayed_send(self_, config_.tick_interval, tick_atom::value);
-      handle_tick();
-      finish_step();
-    },
-    [this](flush_atom) {
-      flush_scheduled_ = false;
-      finish_step();
-    },
-    [this](propose_atom, kv_command& command) -> caf::result<propose_result> {
-      return forward_proposal(command, false);
-    },
-    [this](propose_atom, kv_command& command, bool forwarded) -> caf::result<propose_result> {
-      return forward_proposal(command, forwarded);
-    },
-    [this](read_atom) -> caf::result<propose_result> { return forward_read(false); },
-    [this](read_atom, bool forwarded) -> caf::result<propose_result> {
-      return forward_read(forwarded);
-    },
-    [this](join_atom, std::string& id, std::string& address) -> caf::result<propose_result> {
-      return forward_join(id, address, false);
-    },
-    [this](join_atom, std::string& id, std::string& address,
-           bool forwarded) -> caf::result<propose_result> {
-      return forward_join(id, address, forwarded);
-    },
-    [this](join_reset_atom, std::string& leader, uint64_t leader_term,
-           std::string& leader_address) -> caf::result<bool, std::string> {
-      if (leader_term < term_)
-        return {false, "stale leader term " + std::to_string(leader_term)};
-      auto result = handle_join_reset(leader);
-      if (config_.connect_peer && !leader_address.empty() && peers_.count(leader) == 0)
-        config_.connect_peer(leader, leader_address);
-      finish_step();
-      return result;
-    },
-    [this](status_atom) -> raft_status { return status(); },
-    [this](peer_up_atom, const std::string& id, caf::actor& handle) {
-      if (id == config_.id)
-        return;
-      peers_[id] = std::move(handle);
-      if (role_ == raft_role::leader && pending_join_ && pending_join_->id == id
-          && !pending_join_->probe_sent)
-        send_join_probe();
-      if (role_ == raft_role::leader && progress_.count(id) > 0) {
-        auto& progress = progress_[id];
-        progress.state = follower_progress::mode::probe;
-        progress.probe_outstanding = false;
-        progress.inflight.clear();
-        send_append(id, false);
-      }
-      finish_step();
-    },
-    [this](peer_down_atom, const std::string& id) {
-      peers_.erase(id);
-      for (auto& call : forwarded_calls_)
-        if (!call->done && call->peer == id) {
-          call->done = true;
-          call->promise.deliver(call->if_peer_down);
+      [this](request_vote& request) {
+        handle_request_vote(request);
+        finish_step();
+      },
+      [this](append_entries& request) {
+        handle_append_entries(request);
+        finish_step();
+      },
+      // Replies a role does not expect still carry terms that must be honoured.
+      [this](const vote_reply& reply) {
+        accept_term(reply.term,
+                    reply.pre_vote && reply.granted ? message_kind::pre_vote_reply_granted
+                                                    : message_kind::vote_reply,
+                    reply.from);
+        finish_step();
+      },
+      [this](const append_reply& reply) {
+        accept_term(reply.term, message_kind::append_reply, reply.from);
+        finish_step();
+      },
+      [this](tick_atom) {
+        self_->delayed_send(self_, config_.tick_interval, tick_atom::value);
+        handle_tick();
+        finish_step();
+      },
+      [this](flush_atom) {
+        flush_scheduled_ = false;
+        finish_step();
+      },
+      [this](propose_atom, kv_command& command) -> caf::result<propose_result> {
+        return forward_proposal(command, false);
+      },
+      [this](propose_atom, kv_command& command, bool forwarded) -> caf::result<propose_result> {
+        return forward_proposal(command, forwarded);
+      },
+      [this](read_atom) -> caf::result<propose_result> { return forward_read(false); },
+      [this](read_atom, bool forwarded) -> caf::result<propose_result> {
+        return forward_read(forwarded);
+      },
+      [this](join_atom, std::string& id, std::string& address) -> caf::result<propose_result> {
+        return forward_join(id, address, false);
+      },
+      [this](join_atom, std::string& id, std::string& address, bool forwarded)
+          -> caf::result<propose_result> { return forward_join(id, address, forwarded); },
+      [this](join_reset_atom, std::string& leader, uint64_t leader_term,
+             std::string& leader_address) -> caf::result<bool, std::string> {
+        if (leader_term < term_)
+          return {false, "stale leader term " + std::to_string(leader_term)};
+        auto result = handle_join_reset(leader);
+        if (config_.connect_peer && !leader_address.empty() && peers_.count(leader) == 0)
+          config_.connect_peer(leader, leader_address);
+        finish_step();
+        return result;
+      },
+      [this](status_atom) -> raft_status { return status(); },
+      [this](peer_up_atom, const std::string& id, caf::actor& handle) {
+        if (id == config_.id)
+          return;
+        peers_[id] = std::move(handle);
+        if (role_ == raft_role::leader && pending_join_ && pending_join_->id == id &&
+            !pending_join_->probe_sent)
+          send_join_probe();
+        if (role_ == raft_role::leader && progress_.count(id) > 0) {
+          auto& progress = progress_[id];
+          progress.state = follower_progress::mode::probe;
+          progress.probe_outstanding = false;
+          progress.inflight.clear();
+          send_append(id, false);
         }
-      if (auto i = progress_.find(id); i != progress_.end()) {
-        // Whatever was in flight is lost with the connection: probe again once it is back.
-        i->second.state = follower_progress::mode::probe;
-        i->second.probe_outstanding = false;
-        i->second.inflight.clear();
-      }
-      finish_step();
-    },
+        finish_step();
+      },
+      [this](peer_down_atom, const std::string& id) {
+        peers_.erase(id);
+        for (auto& call : forwarded_calls_)
+          if (!call->done && call->peer == id) {
+            call->done = true;
+            call->promise.deliver(call->if_peer_down);
+          }
+        if (auto i = progress_.find(id); i != progress_.end()) {
+          // Whatever was in flight is lost with the connection: probe again once it is back.
+          i->second.state = follower_progress::mode::probe;
+          i->second.probe_outstanding = false;
+          i->second.inflight.clear();
+        }
+        finish_step();
+      },
   };
 }
 
@@ -174,57 +172,58 @@ caf::behavior raft_node::follower_behavior() {
 
 caf::behavior raft_node::candidate_behavior() {
   caf::message_handler specific{
-    [this](const vote_reply& reply) {
-      handle_vote_reply(reply);
-      finish_step();
-    },
+      [this](const vote_reply& reply) {
+        handle_vote_reply(reply);
+        finish_step();
+      },
   };
   return specific.or_else(common_handlers());
 }
 
 caf::behavior raft_node::leader_behavior() {
   caf::message_handler specific{
-    [this](const append_reply& reply) {
-      handle_append_reply(reply);
-      finish_step();
-    },
-    [this](propose_atom, kv_command& command) -> caf::result<propose_result> {
-      auto result = handle_propose(command);
-      finish_step();
-      return result;
-    },
-    [this](propose_atom, kv_command& command, bool) -> caf::result<propose_result> {
-      auto result = handle_propose(command);
-      finish_step();
-      return result;
-    },
-    [this](read_atom) -> caf::result<propose_result> {
-      auto result = handle_read();
-      finish_step();
-      return result;
-    },
-    [this](read_atom, bool) -> caf::result<propose_result> {
-      auto result = handle_read();
-      finish_step();
-      return result;
-    },
-    [this](join_atom, std::string& id, std::string& address) -> caf::result<propose_result> {
-      auto result = handle_join(id, address);
-      finish_step();
-      return result;
-    },
-    [this](join_atom, std::string& id, std::string& address, bool) -> caf::result<propose_result> {
-      auto result = handle_join(id, address);
-      finish_step();
-      return result;
-    },
-    [this](flush_atom) {
-      flush_scheduled_ = false;
-      broadcast_appends(false);
-      if (read_round_requested_)
-        send_heartbeats();
-      finish_step();
-    },
+      [this](const append_reply& reply) {
+        handle_append_reply(reply);
+        finish_step();
+      },
+      [this](propose_atom, kv_command& command) -> caf::result<propose_result> {
+        auto result = handle_propose(command);
+        finish_step();
+        return result;
+      },
+      [this](propose_atom, kv_command& command, bool) -> caf::result<propose_result> {
+        auto result = handle_propose(command);
+        finish_step();
+        return result;
+      },
+      [this](read_atom) -> caf::result<propose_result> {
+        auto result = handle_read();
+        finish_step();
+        return result;
+      },
+      [this](read_atom, bool) -> caf::result<propose_result> {
+        auto result = handle_read();
+        finish_step();
+        return result;
+      },
+      [this](join_atom, std::string& id, std::string& address) -> caf::result<propose_result> {
+        auto result = handle_join(id, address);
+        finish_step();
+        return result;
+      },
+      [this](join_atom, std::string& id, std::string& address,
+             bool) -> caf::result<propose_result> {
+        auto result = handle_join(id, address);
+        finish_step();
+        return result;
+      },
+      [this](flush_atom) {
+        flush_scheduled_ = false;
+        broadcast_appends(false);
+        if (read_round_requested_)
+          send_heartbeats();
+        finish_step();
+      },
   };
   return specific.or_else(common_handlers());
 }
@@ -246,8 +245,8 @@ void raft_node::become_follower(uint64_t term, const std::string& leader) {
   votes_.clear();
   progress_.clear();
   reset_election_timer();
-  log_event("follower in term " + std::to_string(term_)
-            + (leader.empty() ? std::string{", leader unknown"} : ", leader " + leader));
+  log_event("follower in term " + std::to_string(term_) +
+            (leader.empty() ? std::string{", leader unknown"} : ", leader " + leader));
   self_->become(follower_behavior());
 }
 
@@ -321,14 +320,13 @@ void raft_node::become_leader() {
 // -- terms and votes -----------------------------------------------------------------------------
 
 bool raft_node::in_lease() const {
-  return config_.check_quorum && !leader_id_.empty()
-         && election_elapsed_ < config_.election_ticks;
+  return config_.check_quorum && !leader_id_.empty() && election_elapsed_ < config_.election_ticks;
 }
 
 bool raft_node::accept_term(uint64_t message_term, message_kind kind, const std::string& from) {
   if (message_term > term_) {
     bool is_vote_request =
-      kind == message_kind::vote_request || kind == message_kind::pre_vote_request;
+        kind == message_kind::vote_request || kind == message_kind::pre_vote_request;
     // A node that heard from a live leader recently refuses to help depose it (thesis §9.6).
     if (is_vote_request && in_lease())
       return false;
@@ -358,11 +356,11 @@ void raft_node::handle_request_vote(const request_vote& request) {
   auto kind = request.pre_vote ? message_kind::pre_vote_request : message_kind::vote_request;
   if (!accept_term(request.term, kind, request.from))
     return;
-  bool can_vote = voted_for_ == request.from || (voted_for_.empty() && leader_id_.empty())
-                  || (request.pre_vote && request.term > term_);
-  bool up_to_date = request.last_log_term > log_.last_term()
-                    || (request.last_log_term == log_.last_term()
-                        && request.last_log_index >= log_.last_index());
+  bool can_vote = voted_for_ == request.from || (voted_for_.empty() && leader_id_.empty()) ||
+                  (request.pre_vote && request.term > term_);
+  bool up_to_date =
+      request.last_log_term > log_.last_term() ||
+      (request.last_log_term == log_.last_term() && request.last_log_index >= log_.last_index());
 #ifdef INFINITYSTORE_TESTING
   if (config_.broken == raft_config::mutation::vote_ignores_log)
     up_to_date = true;
@@ -379,8 +377,7 @@ void raft_node::handle_request_vote(const request_vote& request) {
   election_elapsed_ = 0;
   voted_for_ = request.from;
   queue_hard_state();
-  send_after_durable(request.from,
-                     caf::make_message(vote_reply{config_.id, term_, true, false}));
+  send_after_durable(request.from, caf::make_message(vote_reply{config_.id, term_, true, false}));
 }
 
 void raft_node::handle_vote_reply(const vote_reply& reply) {
@@ -429,8 +426,8 @@ void raft_node::handle_append_entries(append_entries& request) {
   if (role_ != raft_role::follower)
     become_follower(term_, request.from);
   RAFT_INVARIANT(leader_id_.empty() || leader_id_ == request.from,
-                 "two leaders in term " + std::to_string(term_) + ": " + leader_id_ + " and "
-                   + request.from);
+                 "two leaders in term " + std::to_string(term_) + ": " + leader_id_ + " and " +
+                     request.from);
   if (leader_id_.empty()) {
     leader_id_ = request.from;
     log_event("leader is " + leader_id_ + " in term " + std::to_string(term_));
@@ -459,7 +456,7 @@ void raft_node::handle_append_entries(append_entries& request) {
     } else {
       reply.conflict_term = log_.term_at(request.prev_log_index);
       reply.conflict_index =
-        std::max(log_.first_index_of_term_run(request.prev_log_index), commit_index_ + 1);
+          std::max(log_.first_index_of_term_run(request.prev_log_index), commit_index_ + 1);
     }
     send_to(request.from, reply);
     return;
@@ -468,8 +465,8 @@ void raft_node::handle_append_entries(append_entries& request) {
     if (entry.index <= log_.last_index()) {
       if (log_.term_at(entry.index) == entry.term)
         continue; // already have it
-      RAFT_INVARIANT(entry.index > commit_index_, "truncating committed entry "
-                                                    + std::to_string(entry.index));
+      RAFT_INVARIANT(entry.index > commit_index_,
+                     "truncating committed entry " + std::to_string(entry.index));
       log_.truncate_from(entry.index);
       queue_truncate(entry.index);
       if (entry.index <= membership_index_)
@@ -509,15 +506,14 @@ void raft_node::send_append(const std::string& peer, bool heartbeat) {
   using mode = follower_progress::mode;
   if (progress.state == mode::probe && progress.probe_outstanding)
     return;
-  if (progress.state == mode::replicate
-      && progress.inflight.size() >= config_.max_inflight_appends)
+  if (progress.state == mode::replicate && progress.inflight.size() >= config_.max_inflight_appends)
     return;
   if (progress.next_index > log_.last_index() + 1)
     progress.next_index = log_.last_index() + 1;
   request.prev_log_index = progress.next_index - 1;
   request.prev_log_term = log_.term_at(request.prev_log_index);
   request.entries =
-    log_.slice(progress.next_index, config_.max_entries_per_append, config_.max_bytes_per_append);
+      log_.slice(progress.next_index, config_.max_entries_per_append, config_.max_bytes_per_append);
   auto last_sent = request.prev_log_index + request.entries.size();
   request.leader_commit = std::min(commit_index_, last_sent);
   if (progress.state == mode::replicate) {
@@ -535,8 +531,8 @@ void raft_node::fill_pipeline(const std::string& peer) {
   auto& progress = progress_.at(peer);
   auto before = progress.next_index;
   send_append(peer, false);
-  while (progress.state == follower_progress::mode::replicate && progress.next_index != before
-         && progress.next_index <= log_.last_index()) {
+  while (progress.state == follower_progress::mode::replicate && progress.next_index != before &&
+         progress.next_index <= log_.last_index()) {
     before = progress.next_index;
     send_append(peer, false);
   }
@@ -600,8 +596,8 @@ void raft_node::handle_append_reply(const append_reply& reply) {
     if (reply.conflict_term == 0 && reply.conflict_index <= progress.match_index) {
       // The follower's log is shorter than what it acknowledged: its disk lost synced data
       // (or lied about syncing). Never count on those entries again.
-      log_event("follower " + reply.from + " lost acknowledged entries after "
-                + std::to_string(reply.conflict_index - 1));
+      log_event("follower " + reply.from + " lost acknowledged entries after " +
+                std::to_string(reply.conflict_index - 1));
       progress.match_index = reply.conflict_index - 1;
     }
     if (progress.state == mode::probe && reply.prev_log_index + 1 != progress.next_index)
@@ -660,8 +656,8 @@ void raft_node::maybe_commit() {
   }
   // Followers learn the new commit index right away rather than at the next heartbeat.
   for (auto& [peer, progress] : progress_)
-    if (progress.state == follower_progress::mode::replicate && progress.inflight.empty()
-        && progress.match_index == log_.last_index())
+    if (progress.state == follower_progress::mode::replicate && progress.inflight.empty() &&
+        progress.match_index == log_.last_index())
       send_append(peer, true);
 }
 
@@ -689,9 +685,9 @@ propose_result raft_node::refusal() const {
   return result;
 }
 
-std::shared_ptr<raft_node::forwarded_call>
-raft_node::track_forward(const std::string& peer, caf::response_promise promise,
-                         propose_result if_peer_down) {
+std::shared_ptr<raft_node::forwarded_call> raft_node::track_forward(const std::string& peer,
+                                                                    caf::response_promise promise,
+                                                                    propose_result if_peer_down) {
   forwarded_calls_.erase(std::remove_if(forwarded_calls_.begin(), forwarded_calls_.end(),
                                         [](const auto& call) { return call->done; }),
                          forwarded_calls_.end());
@@ -715,21 +711,22 @@ caf::result<propose_result> raft_node::forward_proposal(kv_command& command, boo
   unknown.leader_id = leader_id_;
   auto promise = self_->make_response_promise();
   auto call = track_forward(leader_id_, promise, unknown);
-  self_->request(leader->second, config_.forward_timeout, propose_atom::value, std::move(command),
-                 true)
-    .then(
-      [call](const propose_result& result) {
-        if (!call->done) {
-          call->done = true;
-          call->promise.deliver(result);
-        }
-      },
-      [call](caf::error&) {
-        if (!call->done) {
-          call->done = true;
-          call->promise.deliver(call->if_peer_down);
-        }
-      });
+  self_
+      ->request(leader->second, config_.forward_timeout, propose_atom::value, std::move(command),
+                true)
+      .then(
+          [call](const propose_result& result) {
+            if (!call->done) {
+              call->done = true;
+              call->promise.deliver(result);
+            }
+          },
+          [call](caf::error&) {
+            if (!call->done) {
+              call->done = true;
+              call->promise.deliver(call->if_peer_down);
+            }
+          });
   return promise;
 }
 
@@ -751,45 +748,46 @@ caf::result<propose_result> raft_node::forward_read(bool forwarded) {
   auto promise = self_->make_response_promise();
   auto call = track_forward(leader_id_, promise, failed);
   self_->request(leader->second, config_.forward_timeout, read_atom::value, true)
-    .then(
-      [this, call](const propose_result& result) {
-        if (call->done)
-          return;
-        call->done = true;
-        if (result.status != propose_status::ok) {
-          call->promise.deliver(result);
-          return;
-        }
-        // The leader confirmed `index` as a linearizable read point; our copy is good for the
-        // read once it has applied that far (thesis §6.4.1, reads from followers).
-        if (applied_index_ >= result.index)
-          call->promise.deliver(result);
-        else
-          follower_reads_.emplace(result.index, follower_read{result, call->promise});
-      },
-      [call](caf::error&) {
-        if (!call->done) {
-          call->done = true;
-          call->promise.deliver(call->if_peer_down);
-        }
-      });
+      .then(
+          [this, call](const propose_result& result) {
+            if (call->done)
+              return;
+            call->done = true;
+            if (result.status != propose_status::ok) {
+              call->promise.deliver(result);
+              return;
+            }
+            // The leader confirmed `index` as a linearizable read point; our copy is good for the
+            // read once it has applied that far (thesis §6.4.1, reads from followers).
+            if (applied_index_ >= result.index)
+              call->promise.deliver(result);
+            else
+              follower_reads_.emplace(result.index, follower_read{result, call->promise});
+          },
+          [call](caf::error&) {
+            if (!call->done) {
+              call->done = true;
+              call->promise.deliver(call->if_peer_down);
+            }
+          });
   return promise;
 }
 
 caf::result<propose_result> raft_node::forward_join(const std::string& id,
-                                                   const std::string& address, bool forwarded) {
+                                                    const std::string& address, bool forwarded) {
   auto leader = peers_.find(leader_id_);
   if (forwarded || leader_id_.empty() || leader == peers_.end())
     return refusal();
   auto promise = self_->make_response_promise();
-  self_->request(leader->second, config_.join_timeout + config_.forward_timeout, join_atom::value,
-                 id, address, true)
-    .then([promise](const propose_result& result) mutable { promise.deliver(result); },
-          [this, promise](caf::error&) mutable {
-            auto result = refusal();
-            result.status = propose_status::timeout;
-            promise.deliver(result);
-          });
+  self_
+      ->request(leader->second, config_.join_timeout + config_.forward_timeout, join_atom::value,
+                id, address, true)
+      .then([promise](const propose_result& result) mutable { promise.deliver(result); },
+            [this, promise](caf::error&) mutable {
+              auto result = refusal();
+              result.status = propose_status::timeout;
+              promise.deliver(result);
+            });
   return promise;
 }
 
@@ -834,62 +832,64 @@ void raft_node::send_join_probe() {
   auto id = pending_join_->id;
   auto term = term_;
   auto own_address = members_.count(config_.id) > 0 ? members_.at(config_.id) : std::string{};
-  self_->request(peers_.at(id), config_.join_timeout, join_reset_atom::value, config_.id, term_,
-                 own_address)
-    .then(
-      [this, id, term](bool accepted, const std::string& reason) {
-        if (!pending_join_ || pending_join_->id != id || term_ != term
-            || role_ != raft_role::leader)
-          return;
-        auto join = std::move(*pending_join_);
-        pending_join_.reset();
-        if (!accepted) {
-          propose_result result;
-          result.status = propose_status::rejected;
-          result.term = term_;
-          result.leader_id = reason;
-          join.promise.deliver(result);
-          log_event("not adding " + id + ": " + reason);
-          if (config_.disconnect_peer && members_.count(id) == 0)
-            config_.disconnect_peer(id);
-          return;
-        }
-        auto next = members_;
-        next[join.id] = join.address;
-        log_entry entry{term_, log_.last_index() + 1, entry_kind::config, encode_membership(next)};
-        log_.append(entry);
-        queue_append(entry);
-        adopt_membership(entry);
-        pending_proposals_.emplace(entry.index, pending_proposal{term_, join.promise});
-        broadcast_appends(false);
-        finish_step();
-      },
-      [this, id](caf::error&) {
-        if (!pending_join_ || pending_join_->id != id)
-          return;
-        auto result = refusal();
-        result.status = propose_status::unreachable;
-        result.leader_id = "node " + id + " did not answer";
-        pending_join_->promise.deliver(result);
-        pending_join_.reset();
-        if (config_.disconnect_peer && members_.count(id) == 0)
-          config_.disconnect_peer(id);
-      });
+  self_
+      ->request(peers_.at(id), config_.join_timeout, join_reset_atom::value, config_.id, term_,
+                own_address)
+      .then(
+          [this, id, term](bool accepted, const std::string& reason) {
+            if (!pending_join_ || pending_join_->id != id || term_ != term ||
+                role_ != raft_role::leader)
+              return;
+            auto join = std::move(*pending_join_);
+            pending_join_.reset();
+            if (!accepted) {
+              propose_result result;
+              result.status = propose_status::rejected;
+              result.term = term_;
+              result.leader_id = reason;
+              join.promise.deliver(result);
+              log_event("not adding " + id + ": " + reason);
+              if (config_.disconnect_peer && members_.count(id) == 0)
+                config_.disconnect_peer(id);
+              return;
+            }
+            auto next = members_;
+            next[join.id] = join.address;
+            log_entry entry{term_, log_.last_index() + 1, entry_kind::config,
+                            encode_membership(next)};
+            log_.append(entry);
+            queue_append(entry);
+            adopt_membership(entry);
+            pending_proposals_.emplace(entry.index, pending_proposal{term_, join.promise});
+            broadcast_appends(false);
+            finish_step();
+          },
+          [this, id](caf::error&) {
+            if (!pending_join_ || pending_join_->id != id)
+              return;
+            auto result = refusal();
+            result.status = propose_status::unreachable;
+            result.leader_id = "node " + id + " did not answer";
+            pending_join_->promise.deliver(result);
+            pending_join_.reset();
+            if (config_.disconnect_peer && members_.count(id) == 0)
+              config_.disconnect_peer(id);
+          });
 }
 
 caf::result<bool, std::string> raft_node::handle_join_reset(const std::string& leader) {
   if (members_.count(leader) > 0 && members_.count(config_.id) > 0)
     return {true, std::string{"already a member of that cluster"}};
   if (members_.size() > 1 || (members_.size() == 1 && members_.count(config_.id) == 0))
-    return {false, "node " + config_.id + " already belongs to a cluster of "
-                     + std::to_string(members_.size()) + " members"};
+    return {false, "node " + config_.id + " already belongs to a cluster of " +
+                       std::to_string(members_.size()) + " members"};
   size_t writes = 0;
   for (uint64_t i = 1; i <= log_.last_index(); ++i)
     if (log_.at(i).kind == entry_kind::command)
       ++writes;
   if (writes > 0)
-    return {false, "node " + config_.id + " holds " + std::to_string(writes)
-                     + " writes of its own; refusing to discard them"};
+    return {false, "node " + config_.id + " holds " + std::to_string(writes) +
+                       " writes of its own; refusing to discard them"};
   // Nothing of value here: forget the lone bootstrap state and wait for the leader's log.
   log_event("joining the cluster of " + leader + ": discarding the bootstrap state");
   if (role_ == raft_role::leader)
@@ -911,13 +911,13 @@ caf::result<bool, std::string> raft_node::handle_join_reset(const std::string& l
   if (required_seq() <= durable_seq_)
     return {true, std::string{}};
   auto promise = self_->make_response_promise();
-  deferred_actions_.emplace_back(required_seq(), [promise]() mutable {
-    promise.deliver(true, std::string{});
-  });
+  deferred_actions_.emplace_back(required_seq(),
+                                 [promise]() mutable { promise.deliver(true, std::string{}); });
   return promise;
 }
 
-// -- membership ------------------------------------------------------------------------------------
+// -- membership
+// ------------------------------------------------------------------------------------
 
 void raft_node::refresh_membership() {
   for (auto index = log_.last_index(); index >= 1; --index)
@@ -1031,13 +1031,14 @@ void raft_node::fail_leader_requests(propose_status status) {
   read_round_requested_ = false;
 }
 
-// -- time ------------------------------------------------------------------------------------------
+// -- time
+// ------------------------------------------------------------------------------------------
 
 void raft_node::reset_election_timer() {
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
   randomized_election_ticks_ =
-    config_.election_ticks + static_cast<uint32_t>(rng_() % config_.election_ticks);
+      config_.election_ticks + static_cast<uint32_t>(rng_() % config_.election_ticks);
 }
 
 void raft_node::handle_tick() {
@@ -1072,8 +1073,8 @@ void raft_node::handle_tick() {
   if (pending_join_ && ++pending_join_->ticks * config_.tick_interval > config_.join_timeout) {
     auto result = refusal();
     result.status = propose_status::unreachable;
-    result.leader_id = "node " + pending_join_->id + " at " + pending_join_->address
-                       + " did not answer";
+    result.leader_id =
+        "node " + pending_join_->id + " at " + pending_join_->address + " did not answer";
     pending_join_->promise.deliver(result);
     if (config_.disconnect_peer && members_.count(pending_join_->id) == 0)
       config_.disconnect_peer(pending_join_->id);
@@ -1102,7 +1103,8 @@ void raft_node::handle_tick() {
   }
 }
 
-// -- persistence -----------------------------------------------------------------------------------
+// -- persistence
+// -----------------------------------------------------------------------------------
 
 void raft_node::queue_hard_state() {
   queued_.has_hard_state = true;
@@ -1121,7 +1123,7 @@ void raft_node::queue_truncate(uint64_t from) {
   } else {
     entries.clear();
     queued_.truncate_from =
-      queued_.truncate_from == 0 ? from : std::min(queued_.truncate_from, from);
+        queued_.truncate_from == 0 ? from : std::min(queued_.truncate_from, from);
   }
   queued_dirty_ = true;
   durable_last_index_ = std::min(durable_last_index_, from - 1);
@@ -1144,17 +1146,17 @@ void raft_node::maybe_persist() {
   inflight_last_index_ = log_.last_index();
   persist_in_flight_ = true;
   self_->request(storage_, caf::infinite, std::move(queued_))
-    .then([this](persisted_atom, uint64_t seq) {
-      on_persisted(seq);
-      finish_step();
-    });
+      .then([this](persisted_atom, uint64_t seq) {
+        on_persisted(seq);
+        finish_step();
+      });
   queued_ = persist_request{};
   queued_dirty_ = false;
 }
 
 void raft_node::on_persisted(uint64_t seq) {
-  RAFT_INVARIANT(seq == sent_seq_ && persist_in_flight_, "unexpected persisted seq "
-                                                           + std::to_string(seq));
+  RAFT_INVARIANT(seq == sent_seq_ && persist_in_flight_,
+                 "unexpected persisted seq " + std::to_string(seq));
   persist_in_flight_ = false;
   durable_seq_ = seq;
   durable_last_index_ = inflight_last_index_;
@@ -1172,8 +1174,8 @@ void raft_node::on_persisted(uint64_t seq) {
     else
       deferred_actions_.emplace_back(required, std::move(action));
   }
-  if (role_ == raft_role::candidate && self_vote_seq_ <= durable_seq_
-      && votes_.count(config_.id) == 0)
+  if (role_ == raft_role::candidate && self_vote_seq_ <= durable_seq_ &&
+      votes_.count(config_.id) == 0)
     record_vote(config_.id, true);
   else if (role_ == raft_role::leader)
     maybe_commit();
@@ -1199,7 +1201,8 @@ void raft_node::send_to(const std::string& to, Ts&&... xs) {
     self_->send(i->second, std::forward<Ts>(xs)...);
 }
 
-// -- commit and apply ------------------------------------------------------------------------------
+// -- commit and apply
+// ------------------------------------------------------------------------------
 
 void raft_node::advance_commit(uint64_t index) {
   if (index <= commit_index_)
@@ -1213,22 +1216,22 @@ void raft_node::maybe_apply() {
   while (apply_sent_index_ < commit_index_) {
     apply_batch batch;
     batch.entries =
-      log_.slice(apply_sent_index_ + 1, std::min<uint64_t>(config_.max_entries_per_apply,
-                                                            commit_index_ - apply_sent_index_));
+        log_.slice(apply_sent_index_ + 1, std::min<uint64_t>(config_.max_entries_per_apply,
+                                                             commit_index_ - apply_sent_index_));
     apply_sent_index_ = batch.entries.back().index;
     self_->request(kv_, caf::infinite, std::move(batch))
-      .then([this, epoch = apply_epoch_](applied_atom, uint64_t index) {
-        if (epoch != apply_epoch_)
-          return; // answer for the state machine a join reset discarded
-        on_applied(index);
-        finish_step();
-      });
+        .then([this, epoch = apply_epoch_](applied_atom, uint64_t index) {
+          if (epoch != apply_epoch_)
+            return; // answer for the state machine a join reset discarded
+          on_applied(index);
+          finish_step();
+        });
   }
 }
 
 void raft_node::on_applied(uint64_t index) {
-  RAFT_INVARIANT(index <= commit_index_, "applied " + std::to_string(index) + " beyond commit "
-                                           + std::to_string(commit_index_));
+  RAFT_INVARIANT(index <= commit_index_, "applied " + std::to_string(index) + " beyond commit " +
+                                             std::to_string(commit_index_));
   applied_index_ = std::max(applied_index_, index);
   while (!pending_proposals_.empty() && pending_proposals_.begin()->first <= applied_index_) {
     auto node = pending_proposals_.extract(pending_proposals_.begin());
@@ -1237,8 +1240,9 @@ void raft_node::on_applied(uint64_t index) {
     result.term = node.mapped().term;
     result.leader_id = leader_id_;
     // Still leader of the proposal's term, so our log holds it at that index: it was applied.
-    result.status = log_.term_at(node.key()) == node.mapped().term ? propose_status::ok
-                                                                    : propose_status::leadership_lost;
+    result.status = log_.term_at(node.key()) == node.mapped().term
+                        ? propose_status::ok
+                        : propose_status::leadership_lost;
     node.mapped().promise.deliver(result);
   }
   while (!follower_reads_.empty() && follower_reads_.begin()->first <= applied_index_) {
@@ -1248,7 +1252,8 @@ void raft_node::on_applied(uint64_t index) {
   confirm_reads();
 }
 
-// -- bookkeeping -----------------------------------------------------------------------------------
+// -- bookkeeping
+// -----------------------------------------------------------------------------------
 
 void raft_node::finish_step() {
   maybe_persist();
@@ -1256,12 +1261,12 @@ void raft_node::finish_step() {
 }
 
 void raft_node::check_invariants() {
-  RAFT_INVARIANT(term_ >= checked_term_, "term went back from " + std::to_string(checked_term_)
-                                           + " to " + std::to_string(term_));
+  RAFT_INVARIANT(term_ >= checked_term_, "term went back from " + std::to_string(checked_term_) +
+                                             " to " + std::to_string(term_));
   if (term_ == checked_term_)
     RAFT_INVARIANT(checked_vote_.empty() || checked_vote_ == voted_for_,
-                   "two votes in term " + std::to_string(term_) + ": " + checked_vote_ + " and "
-                     + voted_for_);
+                   "two votes in term " + std::to_string(term_) + ": " + checked_vote_ + " and " +
+                       voted_for_);
   RAFT_INVARIANT(commit_index_ >= checked_commit_, "commit index went back");
   RAFT_INVARIANT(applied_index_ <= commit_index_, "applied beyond commit");
   RAFT_INVARIANT(commit_index_ <= log_.last_index(), "commit beyond the log");
@@ -1296,7 +1301,8 @@ raft_status raft_node::status() const {
   return result;
 }
 
-// -- spawning --------------------------------------------------------------------------------------
+// -- spawning
+// --------------------------------------------------------------------------------------
 
 namespace {
 
@@ -1310,9 +1316,8 @@ caf::behavior raft_node_impl(raft_actor_type* self, raft_config config, recovere
 
 } // namespace
 
-caf::actor spawn_raft_node(caf::actor_system& system, raft_config config,
-                           recovered_state recovered, caf::actor storage, caf::actor kv,
-                           uint64_t seed) {
+caf::actor spawn_raft_node(caf::actor_system& system, raft_config config, recovered_state recovered,
+                           caf::actor storage, caf::actor kv, uint64_t seed) {
   return system.spawn(raft_node_impl, std::move(config), std::move(recovered), std::move(storage),
                       std::move(kv), seed);
 }

@@ -1,9 +1,9 @@
 // The Raft node actor: one per process, owner of term, vote, the in-memory log and commit index.
 //
 //                 election timeout            pre-vote quorum           vote quorum
-//   ┌──────────┐ ───────────────▶ ┌───────────────┐ ──────────▶ ┌───────────┐ ──────────▶ ┌────────┐
-//   │ follower │                  │ pre-candidate │             │ candidate │             │ leader │
-//   └──────────┘ ◀─────────────── └───────────────┘             └───────────┘             └────────┘
+//   ┌──────────┐ ───────────────▶ ┌───────────────┐ ──────────▶ ┌───────────┐ ──────────▶
+//   ┌────────┐ │ follower │                  │ pre-candidate │             │ candidate │ │ leader │
+//   └──────────┘ ◀─────────────── └───────────────┘             └───────────┘ └────────┘
 //        ▲        higher term, a leader's append, or a quorum of rejections    │                │
 //        └─────────────────────────────────────────────────────────────────────┴────────────────┘
 //                                   (leader: also when check-quorum finds no quorum)
@@ -99,7 +99,6 @@ struct raft_config {
   };
   mutation broken = mutation::none;
 #endif
-
 };
 
 /// Thrown (after being recorded in `first_invariant_violation()`) when a Raft invariant breaks.
@@ -115,7 +114,7 @@ void reset_invariant_violations();
 /// State and logic of a Raft node actor. Owned by the actor; never touched from other threads.
 /// Tests read it through `raft_node_of` while the actor is alive.
 class raft_node {
-public:
+ public:
   using actor_pointer = caf::stateful_actor<raft_node>*;
 
   explicit raft_node(actor_pointer self);
@@ -140,7 +139,7 @@ public:
   raft_log& mutable_log_for_checks() { return log_; }
   raft_status status() const;
 
-private:
+ private:
   /// Per-follower replication state. Leader only.
   struct follower_progress {
     enum class mode {
@@ -366,9 +365,8 @@ private:
 
 using raft_actor_type = caf::stateful_actor<raft_node>;
 
-caf::actor spawn_raft_node(caf::actor_system& system, raft_config config,
-                           recovered_state recovered, caf::actor storage, caf::actor kv,
-                           uint64_t seed);
+caf::actor spawn_raft_node(caf::actor_system& system, raft_config config, recovered_state recovered,
+                           caf::actor storage, caf::actor kv, uint64_t seed);
 
 /// The state of a live node actor (tests only; the caller must run on the actor's thread or
 /// under the test coordinator).

@@ -33,11 +33,11 @@ const log_entry& raft_log::at(uint64_t index) const {
 
 void raft_log::append(log_entry entry) {
   if (entry.index != last_index() + 1)
-    fail("append of index " + std::to_string(entry.index) + " after "
-         + std::to_string(last_index()));
+    fail("append of index " + std::to_string(entry.index) + " after " +
+         std::to_string(last_index()));
   if (entry.term < last_term())
-    fail("append of term " + std::to_string(entry.term) + " after term "
-         + std::to_string(last_term()));
+    fail("append of term " + std::to_string(entry.term) + " after term " +
+         std::to_string(last_term()));
   if (entry.term == 0)
     fail("append of an entry with term 0");
   lowest_changed_index_ = std::min(lowest_changed_index_, entry.index);

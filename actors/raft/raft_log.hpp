@@ -15,7 +15,7 @@
 namespace infinity {
 
 class raft_log {
-public:
+ public:
   raft_log() = default;
   explicit raft_log(std::vector<log_entry> entries);
 
@@ -41,7 +41,8 @@ public:
 
   /// Entries [from, last_index()], at most `max_entries`, stopping before `max_bytes` of data are
   /// exceeded (but always at least one entry if any).
-  std::vector<log_entry> slice(uint64_t from, size_t max_entries = std::numeric_limits<size_t>::max(),
+  std::vector<log_entry> slice(uint64_t from,
+                               size_t max_entries = std::numeric_limits<size_t>::max(),
                                size_t max_bytes = std::numeric_limits<size_t>::max()) const;
 
   /// The first index of the run of entries with term `term_at(index)` that ends at `index`
@@ -55,7 +56,7 @@ public:
   /// Lets checkers re-examine only what changed.
   uint64_t take_lowest_changed_index();
 
-private:
+ private:
   std::vector<log_entry> entries_; // entries_[i] has index i + 1
   uint64_t lowest_changed_index_ = 1;
 };

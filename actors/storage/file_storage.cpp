@@ -20,7 +20,8 @@
 
 namespace infinity {
 
-// -- CRC32C ----------------------------------------------------------------------------------------
+// -- CRC32C
+// ----------------------------------------------------------------------------------------
 
 namespace {
 
@@ -49,7 +50,8 @@ uint32_t crc32c(const void* data, std::size_t size, uint32_t crc) {
   return ~crc;
 }
 
-// -- helpers ---------------------------------------------------------------------------------------
+// -- helpers
+// ---------------------------------------------------------------------------------------
 
 namespace {
 
@@ -66,17 +68,19 @@ constexpr std::size_t entry_fixed_bytes = 8 + 8 + 1; // term, index, kind
 constexpr std::size_t min_record_bytes = record_header_bytes + entry_fixed_bytes;
 constexpr std::size_t hard_state_fixed_bytes = 8; // term
 
-std::string errno_text(int error) { return std::generic_category().message(error); }
+std::string errno_text(int error) {
+  return std::generic_category().message(error);
+}
 
 [[noreturn]] void throw_io_error(const std::string& action, const std::string& path, int error) {
-  throw std::runtime_error("file_storage: cannot " + action + " '" + path
-                           + "': " + errno_text(error));
+  throw std::runtime_error("file_storage: cannot " + action + " '" + path +
+                           "': " + errno_text(error));
 }
 
 [[noreturn]] void throw_corrupt_log(const std::string& path, uint64_t offset,
                                     const std::string& problem) {
-  throw std::runtime_error("file_storage: corrupt log segment '" + path + "' at offset "
-                           + std::to_string(offset) + ": " + problem);
+  throw std::runtime_error("file_storage: corrupt log segment '" + path + "' at offset " +
+                           std::to_string(offset) + ": " + problem);
 }
 
 void put_u32(std::string& out, uint32_t value) {
@@ -114,7 +118,9 @@ std::string hex32(uint32_t value) {
   return text;
 }
 
-bool is_known_kind(uint8_t kind) { return kind <= static_cast<uint8_t>(entry_kind::config); }
+bool is_known_kind(uint8_t kind) {
+  return kind <= static_cast<uint8_t>(entry_kind::config);
+}
 
 std::string segment_file_name(uint64_t first_index) {
   char digits[32];
@@ -125,9 +131,9 @@ std::string segment_file_name(uint64_t first_index) {
 /// Only names we could have written count as segments; anything else in the directory is left
 /// alone rather than guessed at.
 std::optional<uint64_t> parse_segment_file_name(std::string_view name) {
-  if (name.size() != segment_prefix.size() + segment_index_digits + segment_suffix.size()
-      || name.substr(0, segment_prefix.size()) != segment_prefix
-      || name.substr(name.size() - segment_suffix.size()) != segment_suffix)
+  if (name.size() != segment_prefix.size() + segment_index_digits + segment_suffix.size() ||
+      name.substr(0, segment_prefix.size()) != segment_prefix ||
+      name.substr(name.size() - segment_suffix.size()) != segment_suffix)
     return std::nullopt;
   uint64_t value = 0;
   for (char digit : name.substr(segment_prefix.size(), segment_index_digits)) {
@@ -222,20 +228,20 @@ bool decode_record(std::string_view bytes, std::size_t offset, decoded_record& r
                    std::string& problem) {
   const std::size_t remaining = bytes.size() - offset;
   if (remaining < record_header_bytes) {
-    problem = "only " + std::to_string(remaining) + " of the " + std::to_string(record_header_bytes)
-              + " header bytes are present";
+    problem = "only " + std::to_string(remaining) + " of the " +
+              std::to_string(record_header_bytes) + " header bytes are present";
     return false;
   }
   const char* header = bytes.data() + offset;
   const uint32_t payload_size = get_u32(header);
   if (payload_size < entry_fixed_bytes) {
-    problem = "length field " + std::to_string(payload_size) + " is below the "
-              + std::to_string(entry_fixed_bytes) + "-byte minimum";
+    problem = "length field " + std::to_string(payload_size) + " is below the " +
+              std::to_string(entry_fixed_bytes) + "-byte minimum";
     return false;
   }
   if (payload_size > remaining - record_header_bytes) {
-    problem = "length field " + std::to_string(payload_size) + " runs past the end of the file ("
-              + std::to_string(remaining - record_header_bytes) + " bytes left)";
+    problem = "length field " + std::to_string(payload_size) + " runs past the end of the file (" +
+              std::to_string(remaining - record_header_bytes) + " bytes left)";
     return false;
   }
   const char* payload = header + record_header_bytes;
@@ -267,12 +273,12 @@ std::optional<std::size_t> find_intact_record_after(std::string_view bytes, std:
   for (std::size_t offset = bad_offset + 1; offset + min_record_bytes <= bytes.size(); ++offset) {
     const char* header = bytes.data() + offset;
     const uint32_t payload_size = get_u32(header);
-    if (payload_size < entry_fixed_bytes
-        || payload_size > bytes.size() - offset - record_header_bytes)
+    if (payload_size < entry_fixed_bytes ||
+        payload_size > bytes.size() - offset - record_header_bytes)
       continue;
     const uint64_t index = get_u64(header + record_header_bytes + 8);
-    if (index <= last_good_index
-        || index - last_good_index - 1 > (offset - bad_offset) / min_record_bytes)
+    if (index <= last_good_index ||
+        index - last_good_index - 1 > (offset - bad_offset) / min_record_bytes)
       continue;
     if (decode_record(bytes, offset, record, ignored))
       return offset;
@@ -299,7 +305,8 @@ uint64_t count_tail_records(std::string_view bytes, std::size_t offset) {
 
 } // namespace
 
-// -- file_storage ----------------------------------------------------------------------------------
+// -- file_storage
+// ----------------------------------------------------------------------------------
 
 void file_storage::owned_fd::reset(int fd) {
   if (fd_ >= 0)
@@ -308,14 +315,14 @@ void file_storage::owned_fd::reset(int fd) {
 }
 
 file_storage::file_storage(std::string directory, file_storage_options options)
-  : directory_(std::move(directory)), options_(options) {
+    : directory_(std::move(directory)), options_(options) {
   if (directory_.empty())
     throw std::runtime_error("file_storage: the data directory path is empty");
   std::error_code error;
   const bool created = std::filesystem::create_directories(directory_, error);
   if (error)
-    throw std::runtime_error("file_storage: cannot create data directory '" + directory_
-                             + "': " + error.message());
+    throw std::runtime_error("file_storage: cannot create data directory '" + directory_ +
+                             "': " + error.message());
   directory_fd_ = owned_fd(open_file(directory_, O_RDONLY | O_DIRECTORY, "open data directory"));
   if (created) {
     // The new directory's own entry lives in its parent; without this a crash could lose the
@@ -335,9 +342,9 @@ file_storage::file_storage(std::string directory, file_storage_options options)
   if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
     const int lock_error = errno;
     if (lock_error == EWOULDBLOCK)
-      throw std::runtime_error("file_storage: data directory '" + directory_
-                               + "' is already in use (lock file '" + lock_path
-                               + "' is held by another process or storage object)");
+      throw std::runtime_error("file_storage: data directory '" + directory_ +
+                               "' is already in use (lock file '" + lock_path +
+                               "' is held by another process or storage object)");
     throw_io_error("lock", lock_path, lock_error);
   }
 }
@@ -364,14 +371,14 @@ std::string file_storage::segment_path(std::size_t position) const {
 
 void file_storage::require_usable(const char* operation) const {
   if (!recovered_)
-    throw std::logic_error(std::string("file_storage::") + operation
-                           + " called before recover()");
+    throw std::logic_error(std::string("file_storage::") + operation + " called before recover()");
   if (failed_)
-    throw std::runtime_error("file_storage: an earlier I/O error left '" + directory_
-                             + "' in an unknown state; restart the node to recover from disk");
+    throw std::runtime_error("file_storage: an earlier I/O error left '" + directory_ +
+                             "' in an unknown state; restart the node to recover from disk");
 }
 
-// -- recovery --------------------------------------------------------------------------------------
+// -- recovery
+// --------------------------------------------------------------------------------------
 
 recovered_state file_storage::recover() {
   if (recovered_)
@@ -393,8 +400,8 @@ recovered_state file_storage::recover() {
       segment_first_indexes.push_back(*first_index);
   }
   if (error)
-    throw std::runtime_error("file_storage: cannot list data directory '" + directory_
-                             + "': " + error.message());
+    throw std::runtime_error("file_storage: cannot list data directory '" + directory_ +
+                             "': " + error.message());
   std::sort(segment_first_indexes.begin(), segment_first_indexes.end());
 
   if (has_hard_state_temp) {
@@ -407,11 +414,10 @@ recovered_state file_storage::recover() {
     result.state = read_hard_state_file();
   } else if (!segment_first_indexes.empty()) {
     throw std::runtime_error(
-      "file_storage: hard state file '" + path_of(hard_state_file_name)
-      + "' is missing but the log has " + std::to_string(segment_first_indexes.size())
-      + " segment(s) starting with '"
-      + path_of(segment_file_name(segment_first_indexes.front()))
-      + "'; refusing to start without the term and vote");
+        "file_storage: hard state file '" + path_of(hard_state_file_name) +
+        "' is missing but the log has " + std::to_string(segment_first_indexes.size()) +
+        " segment(s) starting with '" + path_of(segment_file_name(segment_first_indexes.front())) +
+        "'; refusing to start without the term and vote");
   } else {
     // A fresh directory gets a hard state file before any segment can exist, so that later a
     // missing file can only mean damage, never "not written yet".
@@ -438,18 +444,18 @@ hard_state file_storage::read_hard_state_file() {
     return std::runtime_error("file_storage: corrupt hard state file '" + path + "': " + problem);
   };
   if (bytes.size() < record_header_bytes + hard_state_fixed_bytes)
-    throw corrupt("only " + std::to_string(bytes.size()) + " bytes, at least "
-                  + std::to_string(record_header_bytes + hard_state_fixed_bytes) + " expected");
+    throw corrupt("only " + std::to_string(bytes.size()) + " bytes, at least " +
+                  std::to_string(record_header_bytes + hard_state_fixed_bytes) + " expected");
   const uint32_t payload_size = get_u32(bytes.data());
   if (payload_size != bytes.size() - record_header_bytes)
-    throw corrupt("length field says " + std::to_string(payload_size)
-                  + " payload bytes but the file holds "
-                  + std::to_string(bytes.size() - record_header_bytes));
+    throw corrupt("length field says " + std::to_string(payload_size) +
+                  " payload bytes but the file holds " +
+                  std::to_string(bytes.size() - record_header_bytes));
   const uint32_t stored_crc = get_u32(bytes.data() + 4);
   const uint32_t actual_crc = crc32c(bytes.data() + record_header_bytes, payload_size);
   if (stored_crc != actual_crc)
-    throw corrupt("CRC mismatch (stored " + hex32(stored_crc) + ", computed " + hex32(actual_crc)
-                  + ")");
+    throw corrupt("CRC mismatch (stored " + hex32(stored_crc) + ", computed " + hex32(actual_crc) +
+                  ")");
   hard_state state;
   state.term = get_u64(bytes.data() + record_header_bytes);
   state.voted_for = bytes.substr(record_header_bytes + hard_state_fixed_bytes);
@@ -489,10 +495,10 @@ void file_storage::load_segments(const std::vector<uint64_t>& first_indexes,
     const std::string path = segment_path(position);
     if (first_indexes[position] != expected_index)
       throw std::runtime_error(
-        "file_storage: log segment '" + path + "' starts at index "
-        + std::to_string(first_indexes[position]) + " but the log before it ends at index "
-        + std::to_string(expected_index - 1) + (position == 0 ? " (no earlier segment)" : "")
-        + "; a segment is missing or misnamed");
+          "file_storage: log segment '" + path + "' starts at index " +
+          std::to_string(first_indexes[position]) + " but the log before it ends at index " +
+          std::to_string(expected_index - 1) + (position == 0 ? " (no earlier segment)" : "") +
+          "; a segment is missing or misnamed");
 
     owned_fd fd(open_file(path, O_RDONLY, "open log segment"));
     const std::string bytes = read_whole_file(fd.get(), path);
@@ -510,24 +516,24 @@ void file_storage::load_segments(const std::vector<uint64_t>& first_indexes,
                             problem + "; this is not the last segment, so it is not a torn write");
         if (auto intact = find_intact_record_after(bytes, offset, last_index()))
           throw_corrupt_log(path, offset,
-                            problem + "; an intact record follows at offset "
-                              + std::to_string(*intact) + ", so this is not a torn tail");
+                            problem + "; an intact record follows at offset " +
+                                std::to_string(*intact) + ", so this is not a torn tail");
         cut_torn_tail(path, bytes, offset, problem);
         break;
       }
       if (record.index != last_index() + 1)
         throw_corrupt_log(path, offset,
-                          "record has index " + std::to_string(record.index) + ", expected "
-                            + std::to_string(last_index() + 1));
+                          "record has index " + std::to_string(record.index) + ", expected " +
+                              std::to_string(last_index() + 1));
       if (record.term < last_term)
         throw_corrupt_log(path, offset,
-                          "record " + std::to_string(record.index) + " has term "
-                            + std::to_string(record.term) + ", below the term "
-                            + std::to_string(last_term) + " of the entry before it");
+                          "record " + std::to_string(record.index) + " has term " +
+                              std::to_string(record.term) + ", below the term " +
+                              std::to_string(last_term) + " of the entry before it");
       if (!is_known_kind(record.kind))
         throw_corrupt_log(path, offset,
-                          "record " + std::to_string(record.index) + " has unknown kind "
-                            + std::to_string(record.kind));
+                          "record " + std::to_string(record.index) + " has unknown kind " +
+                              std::to_string(record.kind));
       entry_locations_.push_back(entry_location{position, offset, record.term});
       result.entries.push_back(log_entry{record.term, record.index,
                                          static_cast<entry_kind>(record.kind),
@@ -553,17 +559,17 @@ void file_storage::load_segments(const std::vector<uint64_t>& first_indexes,
   flushed_size_ = segments_.empty() ? 0 : segments_.back().size;
 }
 
-void file_storage::cut_torn_tail(const std::string& path, const std::string& bytes,
-                                 uint64_t offset, const std::string& problem) {
+void file_storage::cut_torn_tail(const std::string& path, const std::string& bytes, uint64_t offset,
+                                 const std::string& problem) {
   const uint64_t dropped_bytes = bytes.size() - offset;
   const uint64_t dropped_records = count_tail_records(bytes, offset);
   entries_dropped_ += dropped_records;
   bytes_dropped_ += dropped_bytes;
-  recovery_report_ += "cut torn tail of log segment '" + path + "' at offset "
-                      + std::to_string(offset) + " (" + problem + "): dropped "
-                      + std::to_string(dropped_records) + " partial record(s), "
-                      + std::to_string(dropped_bytes) + " byte(s); the log now ends at index "
-                      + std::to_string(last_index()) + "\n";
+  recovery_report_ += "cut torn tail of log segment '" + path + "' at offset " +
+                      std::to_string(offset) + " (" + problem + "): dropped " +
+                      std::to_string(dropped_records) + " partial record(s), " +
+                      std::to_string(dropped_bytes) + " byte(s); the log now ends at index " +
+                      std::to_string(last_index()) + "\n";
   if (offset == 0)
     return; // the caller removes the then empty segment
   // The cut is made durable now, so new appends can never sit behind the old torn bytes.
@@ -572,16 +578,18 @@ void file_storage::cut_torn_tail(const std::string& path, const std::string& byt
   sync_file(fd.get(), path);
 }
 
-// -- writing ---------------------------------------------------------------------------------------
+// -- writing
+// ---------------------------------------------------------------------------------------
 
 void file_storage::validate(const persist_request& request) const {
   if (request.has_hard_state) {
     const hard_state& latest = pending_hard_state_ ? *pending_hard_state_ : persisted_hard_state_;
     if (request.state.term < latest.term)
-      throw std::logic_error("file_storage: term would go back from " + std::to_string(latest.term)
-                             + " to " + std::to_string(request.state.term));
-    if (request.state.voted_for.size()
-        > std::numeric_limits<uint32_t>::max() - hard_state_fixed_bytes)
+      throw std::logic_error("file_storage: term would go back from " +
+                             std::to_string(latest.term) + " to " +
+                             std::to_string(request.state.term));
+    if (request.state.voted_for.size() >
+        std::numeric_limits<uint32_t>::max() - hard_state_fixed_bytes)
       throw std::logic_error("file_storage: voted_for is too long");
   }
   uint64_t end = last_index();
@@ -590,20 +598,19 @@ void file_storage::validate(const persist_request& request) const {
   uint64_t previous_term = end == 0 ? 0 : entry_locations_[end - 1].term;
   for (const log_entry& entry : request.entries) {
     if (entry.index != end + 1)
-      throw std::logic_error("file_storage: non-contiguous append of index "
-                             + std::to_string(entry.index) + " after "
-                             + std::to_string(end));
+      throw std::logic_error("file_storage: non-contiguous append of index " +
+                             std::to_string(entry.index) + " after " + std::to_string(end));
     if (entry.term < previous_term)
-      throw std::logic_error("file_storage: entry " + std::to_string(entry.index) + " has term "
-                             + std::to_string(entry.term) + ", below the term "
-                             + std::to_string(previous_term) + " of the entry before it");
+      throw std::logic_error("file_storage: entry " + std::to_string(entry.index) + " has term " +
+                             std::to_string(entry.term) + ", below the term " +
+                             std::to_string(previous_term) + " of the entry before it");
     if (!is_known_kind(static_cast<uint8_t>(entry.kind)))
-      throw std::logic_error("file_storage: entry " + std::to_string(entry.index)
-                             + " has unknown kind "
-                             + std::to_string(static_cast<unsigned>(entry.kind)));
+      throw std::logic_error("file_storage: entry " + std::to_string(entry.index) +
+                             " has unknown kind " +
+                             std::to_string(static_cast<unsigned>(entry.kind)));
     if (entry.data.size() > std::numeric_limits<uint32_t>::max() - entry_fixed_bytes)
-      throw std::logic_error("file_storage: entry " + std::to_string(entry.index)
-                             + " is too large for one record");
+      throw std::logic_error("file_storage: entry " + std::to_string(entry.index) +
+                             " is too large for one record");
     end = entry.index;
     previous_term = entry.term;
   }
@@ -726,7 +733,7 @@ void file_storage::start_segment(uint64_t first_index) {
 
 void file_storage::open_current_segment() {
   current_fd_ =
-    owned_fd(open_file(segment_path(segments_.size() - 1), O_WRONLY, "open log segment"));
+      owned_fd(open_file(segment_path(segments_.size() - 1), O_WRONLY, "open log segment"));
 }
 
 void file_storage::flush_write_buffer() {

@@ -49,7 +49,7 @@ struct file_storage_stats {
 };
 
 class file_storage final : public storage_backend {
-public:
+ public:
   /// Creates `directory` if needed and locks it. Throws `std::runtime_error` naming the path if
   /// it cannot be created or opened, or if another process (or object) holds the lock.
   explicit file_storage(std::string directory, file_storage_options options = {});
@@ -77,10 +77,10 @@ public:
   const file_storage_stats& stats() const { return stats_; }
   const std::string& directory() const { return directory_; }
 
-private:
+ private:
   /// Closes the descriptor it owns; -1 means none.
   class owned_fd {
-  public:
+   public:
     owned_fd() = default;
     explicit owned_fd(int fd) : fd_(fd) {}
     owned_fd(owned_fd&& other) noexcept : fd_(other.release()) {}
@@ -101,7 +101,7 @@ private:
     }
     void reset(int fd = -1);
 
-  private:
+   private:
     int fd_ = -1;
   };
 

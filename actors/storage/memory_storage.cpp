@@ -8,17 +8,18 @@ namespace infinity {
 void apply_persist_request(recovered_state& state, const persist_request& request) {
   if (request.has_hard_state) {
     if (request.state.term < state.state.term)
-      throw std::logic_error("storage: term would go back from " + std::to_string(state.state.term)
-                             + " to " + std::to_string(request.state.term));
+      throw std::logic_error("storage: term would go back from " +
+                             std::to_string(state.state.term) + " to " +
+                             std::to_string(request.state.term));
     state.state = request.state;
   }
   if (request.truncate_from != 0 && request.truncate_from <= state.entries.size())
     state.entries.resize(request.truncate_from - 1);
   for (const auto& entry : request.entries) {
     if (entry.index != state.entries.size() + 1)
-      throw std::logic_error("storage: non-contiguous append of index "
-                             + std::to_string(entry.index) + " after "
-                             + std::to_string(state.entries.size()));
+      throw std::logic_error("storage: non-contiguous append of index " +
+                             std::to_string(entry.index) + " after " +
+                             std::to_string(state.entries.size()));
     state.entries.push_back(entry);
   }
 }

@@ -12,7 +12,7 @@
 namespace infinity {
 
 class memory_storage final : public storage_backend {
-public:
+ public:
   recovered_state recover() override { return durable_; }
   void write(const persist_request& request) override { unsynced_.push_back(request); }
   void sync() override;
@@ -23,7 +23,7 @@ public:
   const recovered_state& durable() const { return durable_; }
   uint64_t sync_count() const { return sync_count_; }
 
-private:
+ private:
   recovered_state durable_;
   std::vector<persist_request> unsynced_;
   uint64_t sync_count_ = 0;

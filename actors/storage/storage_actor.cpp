@@ -22,30 +22,30 @@ caf::behavior storage_impl(caf::stateful_actor<storage_state>* self,
   self->state.backend = std::move(backend);
   self->state.sync_delay = std::move(sync_delay);
   return {
-    [=](persist_request& request) -> caf::result<persisted_atom, uint64_t> {
-      auto& st = self->state;
-      st.backend->write(request);
-      if (!st.sync_delay) {
+      [=](persist_request& request) -> caf::result<persisted_atom, uint64_t> {
+        auto& st = self->state;
+        st.backend->write(request);
+        if (!st.sync_delay) {
+          st.backend->sync();
+          return {persisted_atom::value, request.seq};
+        }
+        auto promise = self->make_response_promise();
+        st.waiting.emplace_back(request.seq, promise);
+        if (!st.sync_scheduled) {
+          st.sync_scheduled = true;
+          self->delayed_send(self, st.sync_delay(), sync_atom::value);
+        }
+        return promise;
+      },
+      [=](sync_atom) {
+        auto& st = self->state;
+        st.sync_scheduled = false;
         st.backend->sync();
-        return {persisted_atom::value, request.seq};
-      }
-      auto promise = self->make_response_promise();
-      st.waiting.emplace_back(request.seq, promise);
-      if (!st.sync_scheduled) {
-        st.sync_scheduled = true;
-        self->delayed_send(self, st.sync_delay(), sync_atom::value);
-      }
-      return promise;
-    },
-    [=](sync_atom) {
-      auto& st = self->state;
-      st.sync_scheduled = false;
-      st.backend->sync();
-      auto waiting = std::move(st.waiting);
-      st.waiting.clear();
-      for (auto& [seq, promise] : waiting)
-        promise.deliver(persisted_atom::value, seq);
-    },
+        auto waiting = std::move(st.waiting);
+        st.waiting.clear();
+        for (auto& [seq, promise] : waiting)
+          promise.deliver(persisted_atom::value, seq);
+      },
   };
 }
 

@@ -11,7 +11,7 @@
 namespace infinity {
 
 class storage_backend {
-public:
+ public:
   virtual ~storage_backend() = default;
 
   /// Reads back everything that was synced. Called once, before the node's actors start.

@@ -6,10 +6,11 @@
 // a short socket timeout), and meanwhile injects faults on a schedule derived from a printed
 // seed: kill -9 of the leader (restarted 1-2 s later on the same ports and data dir), kill -9 of
 // a follower (same), kill -9 of the leader and a follower at once (a majority of 3 nodes, a
-// minority of 5), SIGSTOP of the leader for 2-3 s then SIGCONT. No network partitions yet. Afterwards every node runs,
-// the test waits (bounded) until the cluster serves again, reads every key on every node, checks
-// the whole history with the Wing & Gong / Lowe checker (tests/support/linearizability.hpp), and
-// checks that every node's own copy converges to the same final value of every key.
+// minority of 5), SIGSTOP of the leader for 2-3 s then SIGCONT. No network partitions yet.
+// Afterwards every node runs, the test waits (bounded) until the cluster serves again, reads every
+// key on every node, checks the whole history with the Wing & Gong / Lowe checker
+// (tests/support/linearizability.hpp), and checks that every node's own copy converges to the same
+// final value of every key.
 //
 // Environment:
 //   FAULT_SEED=N         reproduce a run (the seed is printed; case k uses seed N + k)
@@ -80,7 +81,7 @@ const steady::time_point t0 = steady::now();
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(
-    std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
+      std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
 }
 
 double secs(uint64_t ns) {
@@ -144,8 +145,8 @@ uint16_t free_port(std::vector<uint16_t>& taken) {
     addr.sin_port = 0;
     socklen_t len = sizeof addr;
     uint16_t port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0
-        && ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
       port = ntohs(addr.sin_port);
     ::close(fd);
     if (port != 0 && std::find(taken.begin(), taken.end(), port) == taken.end()) {
@@ -157,7 +158,8 @@ uint16_t free_port(std::vector<uint16_t>& taken) {
   return 0;
 }
 
-// -- HTTP client -----------------------------------------------------------------------------------
+// -- HTTP client
+// -----------------------------------------------------------------------------------
 
 struct http_result {
   /// 0 when there was no response (timeout, refused, reset, ...).
@@ -171,7 +173,7 @@ struct http_result {
 /// Synchronous from the caller's view: one connection at a time, kept alive while the caller
 /// talks to the same port, closed on any error; every request has a deadline.
 class http_client {
-public:
+ public:
   http_result request(uint16_t port, http::verb verb, const std::string& target,
                       const std::string& body, std::chrono::milliseconds timeout) {
     http_result result;
@@ -244,18 +246,17 @@ public:
     ioc_.poll();
   }
 
-  ~http_client() {
-    close();
-  }
+  ~http_client() { close(); }
 
-private:
+ private:
   asio::io_context ioc_;
   std::optional<beast::tcp_stream> stream_;
   uint16_t port_ = 0;
   beast::flat_buffer buffer_;
 };
 
-// -- node processes --------------------------------------------------------------------------------
+// -- node processes
+// --------------------------------------------------------------------------------
 
 struct node {
   std::string id;
@@ -269,7 +270,7 @@ struct node {
 };
 
 class cluster {
-public:
+ public:
   cluster(std::size_t n, const std::string& tmp) : tmp_(tmp) {
     std::vector<uint16_t> taken;
     for (std::size_t i = 0; i < n; ++i) {
@@ -296,17 +297,11 @@ public:
       kill9(i);
   }
 
-  std::size_t size() const {
-    return nodes_.size();
-  }
+  std::size_t size() const { return nodes_.size(); }
 
-  node& at(std::size_t i) {
-    return nodes_[i];
-  }
+  node& at(std::size_t i) { return nodes_[i]; }
 
-  bool running(std::size_t i) const {
-    return nodes_[i].pid > 0;
-  }
+  bool running(std::size_t i) const { return nodes_[i].pid > 0; }
 
   /// Forks and execs the node; only called from the thread that runs the test case (children
   /// get SIGKILL when the forking thread dies).
@@ -328,11 +323,11 @@ public:
     for (auto& a : args)
       argv.push_back(a.data());
     argv.push_back(nullptr);
-    std::string banner = "==== start #" + std::to_string(nd.starts + 1) + " at "
-                         + fmt_s(secs(now_ns())) + " ====\n";
+    std::string banner =
+        "==== start #" + std::to_string(nd.starts + 1) + " at " + fmt_s(secs(now_ns())) + " ====\n";
     int fd = ::open(nd.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     BOOST_REQUIRE(fd >= 0);
-    (void) !::write(fd, banner.data(), banner.size());
+    (void)!::write(fd, banner.data(), banner.size());
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
     BOOST_REQUIRE(pid >= 0);
@@ -418,26 +413,27 @@ public:
     std::cout.flush();
   }
 
-private:
+ private:
   std::string tmp_;
   std::string initial_cluster_;
   std::vector<node> nodes_;
 };
 
-// -- fault schedule --------------------------------------------------------------------------------
+// -- fault schedule
+// --------------------------------------------------------------------------------
 
 enum class fault_kind { kill_leader, kill_follower, stop_leader, kill_leader_and_follower };
 
 const char* to_string(fault_kind k) {
   switch (k) {
-    case fault_kind::kill_leader:
-      return "kill -9 leader";
-    case fault_kind::kill_follower:
-      return "kill -9 follower";
-    case fault_kind::stop_leader:
-      return "SIGSTOP leader";
-    case fault_kind::kill_leader_and_follower:
-      return "kill -9 leader and a follower";
+  case fault_kind::kill_leader:
+    return "kill -9 leader";
+  case fault_kind::kill_follower:
+    return "kill -9 follower";
+  case fault_kind::stop_leader:
+    return "SIGSTOP leader";
+  case fault_kind::kill_leader_and_follower:
+    return "kill -9 leader and a follower";
   }
   return "?";
 }
@@ -458,8 +454,8 @@ std::vector<planned_fault> make_schedule(uint64_t seed, uint64_t duration_ms) {
     t += std::uniform_int_distribution<uint64_t>{1000, 3000}(rng);
     auto kind = static_cast<fault_kind>(std::uniform_int_distribution<int>{0, 3}(rng));
     uint64_t down = kind == fault_kind::stop_leader
-                      ? std::uniform_int_distribution<uint64_t>{2000, 3000}(rng)
-                      : std::uniform_int_distribution<uint64_t>{1000, 2000}(rng);
+                        ? std::uniform_int_distribution<uint64_t>{2000, 3000}(rng)
+                        : std::uniform_int_distribution<uint64_t>{1000, 2000}(rng);
     if (t + down > duration_ms)
       break;
     out.push_back({kind, t, down});
@@ -476,7 +472,8 @@ std::string describe(const std::vector<planned_fault>& schedule) {
   return out.str();
 }
 
-// -- the scenario ----------------------------------------------------------------------------------
+// -- the scenario
+// ----------------------------------------------------------------------------------
 
 constexpr auto client_timeout = 3000ms;
 
@@ -485,10 +482,10 @@ struct counters {
 };
 
 class scenario {
-public:
+ public:
   scenario(std::size_t nodes, std::size_t clients, std::size_t keys, uint64_t seed,
            uint64_t duration_s)
-    : n_(nodes), clients_(clients), seed_(seed), duration_ms_(duration_s * 1000) {
+      : n_(nodes), clients_(clients), seed_(seed), duration_ms_(duration_s * 1000) {
     for (std::size_t k = 0; k < keys; ++k)
       keys_.push_back("k" + std::to_string(k));
     char tmpl[] = "/tmp/infinitystore-faults.XXXXXX";
@@ -546,14 +543,14 @@ public:
         followers.pop_back();
       }
       switch (pf.kind) {
-        case fault_kind::kill_follower:
-          targets = {followers.front()};
-          break;
-        case fault_kind::kill_leader_and_follower:
-          targets = {*leader, followers.front()};
-          break;
-        default:
-          targets = {*leader};
+      case fault_kind::kill_follower:
+        targets = {followers.front()};
+        break;
+      case fault_kind::kill_leader_and_follower:
+        targets = {*leader, followers.front()};
+        break;
+      default:
+        targets = {*leader};
       }
       uint64_t inject_ns = now_ns();
       std::string names;
@@ -565,9 +562,9 @@ public:
         names += " " + c.at(t).id;
       }
       ++faults_;
-      std::string line = "fault " + std::to_string(f + 1) + ": " + to_string(pf.kind) + names
-                         + note + " at " + fmt_s(secs(inject_ns)) + " for "
-                         + fmt_s(pf.down_ms / 1000.0);
+      std::string line = "fault " + std::to_string(f + 1) + ": " + to_string(pf.kind) + names +
+                         note + " at " + fmt_s(secs(inject_ns)) + " for " +
+                         fmt_s(pf.down_ms / 1000.0);
       say(line);
       applied.push_back(line);
       auto restore_at = steady::now() + std::chrono::milliseconds(pf.down_ms);
@@ -585,8 +582,8 @@ public:
       }
       if (!served) {
         auto next = f + 1 < schedule.size()
-                      ? phase_start + std::chrono::milliseconds(schedule[f + 1].at_ms)
-                      : steady::now() + 10s;
+                        ? phase_start + std::chrono::milliseconds(schedule[f + 1].at_ms)
+                        : steady::now() + 10s;
         served = probe_until(next);
       }
       // A node that exited on its own meanwhile (e.g. a restart that failed) is started again.
@@ -622,13 +619,12 @@ public:
     auto recovered = wait_all_serve(60s);
     double recovery_s = recovered ? secs(*recovered - end_faults_ns) : -1;
     if (recovered)
-      say("every node served a linearizable read ", fmt_s(recovery_s),
-          " after the fault phase");
+      say("every node served a linearizable read ", fmt_s(recovery_s), " after the fault phase");
     else
       keep_tmp_ = true;
     BOOST_CHECK_MESSAGE(recovered.has_value(),
                         "cluster did not serve on every node within 60 s of the fault phase; seed "
-                          << seed_);
+                            << seed_);
 
     // -- final reads: linearizable (into the history), then each node's own copy ---------------
     bool converged = recovered && final_reads();
@@ -639,15 +635,15 @@ public:
     counters cnt;
     for (auto& op : history_) {
       switch (op.outcome) {
-        case lin::outcome::ok:
-          ++cnt.ok;
-          break;
-        case lin::outcome::failed:
-          ++cnt.failed;
-          break;
-        case lin::outcome::unknown:
-          ++cnt.unknown;
-          break;
+      case lin::outcome::ok:
+        ++cnt.ok;
+        break;
+      case lin::outcome::failed:
+        ++cnt.failed;
+        break;
+      case lin::outcome::unknown:
+        ++cnt.unknown;
+        break;
       }
     }
     cnt.unexpected = unexpected_.load();
@@ -655,8 +651,7 @@ public:
     opts.max_states_per_key = 20'000'000;
     auto check_start = steady::now();
     auto result = lin::check(history_, opts);
-    double check_s =
-      std::chrono::duration<double>(steady::now() - check_start).count();
+    double check_s = std::chrono::duration<double>(steady::now() - check_start).count();
 
     std::ostringstream rec;
     double max_r = 0, sum_r = 0;
@@ -665,9 +660,8 @@ public:
       sum_r += r;
     }
     std::cout << "==== results (" << n_ << " nodes, seed " << seed_ << ") ====\n"
-              << "operations: " << history_.size() << " (ok " << cnt.ok << ", failed "
-              << cnt.failed << ", unknown " << cnt.unknown << "), unexpected statuses "
-              << cnt.unexpected << "\n"
+              << "operations: " << history_.size() << " (ok " << cnt.ok << ", failed " << cnt.failed
+              << ", unknown " << cnt.unknown << "), unexpected statuses " << cnt.unexpected << "\n"
               << "faults injected: " << faults_ << "\n";
     for (auto& a : applied)
       std::cout << "  " << a << "\n";
@@ -685,26 +679,26 @@ public:
     BOOST_CHECK_MESSAGE(cnt.unexpected == 0, "unexpected HTTP statuses (see the log above)");
     if (result.verdict != lin::verdict::ok) {
       keep_tmp_ = true;
-      std::cout << "LINEARIZABILITY " << lin::to_string(result.verdict) << " on key "
-                << result.key << " (seed " << seed_ << ")\n"
+      std::cout << "LINEARIZABILITY " << lin::to_string(result.verdict) << " on key " << result.key
+                << " (seed " << seed_ << ")\n"
                 << result.explanation << "\nschedule:\n"
                 << schedule_text_ << "applied:\n";
       for (auto& a : applied)
         std::cout << "  " << a << "\n";
       std::cout.flush();
     }
-    BOOST_CHECK_MESSAGE(result.verdict == lin::verdict::ok,
-                        "history is not linearizable (verdict "
-                          << lin::to_string(result.verdict) << ", key " << result.key
-                          << ", seed " << seed_ << ")");
-    if (!converged || !recovered || !dead.empty() || result.verdict != lin::verdict::ok
-        || cnt.unexpected != 0) {
+    BOOST_CHECK_MESSAGE(result.verdict == lin::verdict::ok, "history is not linearizable (verdict "
+                                                                << lin::to_string(result.verdict)
+                                                                << ", key " << result.key
+                                                                << ", seed " << seed_ << ")");
+    if (!converged || !recovered || !dead.empty() || result.verdict != lin::verdict::ok ||
+        cnt.unexpected != 0) {
       keep_tmp_ = true;
       c.dump_logs(40);
     }
   }
 
-private:
+ private:
   /// Starts node `i` (which exited on its own) again on its ports and data dir, until it stays
   /// up for half a second (10 attempts). When its log says a port is in use (another socket
   /// took the port while it was down) that is the environment; anything else is recorded as a
@@ -782,7 +776,7 @@ private:
       }
       uint16_t port = cluster_->at(node_index).http_port;
       const std::string& key =
-        keys_[std::uniform_int_distribution<std::size_t>{0, keys_.size() - 1}(rng)];
+          keys_[std::uniform_int_distribution<std::size_t>{0, keys_.size() - 1}(rng)];
       int dice = std::uniform_int_distribution<int>{0, 99}(rng);
       lin::operation op;
       op.key = key;
@@ -802,8 +796,8 @@ private:
         // Back off a little and try another node, so a dead node does not flood the history
         // with instant connection refusals.
         ops_left_on_node = 0;
-        std::this_thread::sleep_for(std::chrono::milliseconds(
-          std::uniform_int_distribution<int>{20, 80}(rng)));
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::uniform_int_distribution<int>{20, 80}(rng)));
       }
     }
   }
@@ -818,10 +812,10 @@ private:
                          "/get?key=" + op.key + (stale_reads_ ? "&consistency=stale" : ""), "",
                          timeout);
     } else {
-      std::string body = op.kind == lin::op_kind::set
-                           ? "{\"key\":\"" + op.key + "\",\"value\":\"" + op.value
-                               + "\",\"action\":\"set\"}"
-                           : "{\"key\":\"" + op.key + "\",\"action\":\"delete\"}";
+      std::string body =
+          op.kind == lin::op_kind::set
+              ? "{\"key\":\"" + op.key + "\",\"value\":\"" + op.value + "\",\"action\":\"set\"}"
+              : "{\"key\":\"" + op.key + "\",\"action\":\"delete\"}";
       res = http.request(port, http::verb::post, "/set", body, timeout);
     }
     op.complete = now_ns();
@@ -859,8 +853,7 @@ private:
 
   void note_unexpected(const lin::operation& op, const http_result& res) {
     if (unexpected_++ < 10)
-      say("UNEXPECTED: ", lin::to_string(op.kind), " ", op.key, " -> ", res.status, " ",
-          res.body);
+      say("UNEXPECTED: ", lin::to_string(op.kind), " ", op.key, " -> ", res.status, " ", res.body);
   }
 
   // -- cluster queries ------------------------------------------------------------------------
@@ -982,13 +975,13 @@ private:
           ok = false;
           continue;
         }
-        std::optional<std::string> v = op.found ? std::optional<std::string>{op.value}
-                                                : std::nullopt;
+        std::optional<std::string> v =
+            op.found ? std::optional<std::string>{op.value} : std::nullopt;
         if (!first) {
           first = v;
         } else if (*first != v) {
-          say("final linearizable reads of ", key, " differ: ", first->value_or("<absent>"),
-              " vs ", v.value_or("<absent>"), " on ", cluster_->at(i).id);
+          say("final linearizable reads of ", key, " differ: ", first->value_or("<absent>"), " vs ",
+              v.value_or("<absent>"), " on ", cluster_->at(i).id);
           ok = false;
         }
       }

@@ -59,7 +59,7 @@ struct event {
 };
 
 class recorder {
-public:
+ public:
   void add(std::string kind, std::string peer, caf::actor handle = {}, uint64_t value = 0) {
     std::lock_guard<std::mutex> guard{mutex_};
     events_.push_back({std::move(kind), std::move(peer), std::move(handle), value, steady::now()});
@@ -116,7 +116,7 @@ public:
     events_.clear();
   }
 
-private:
+ private:
   std::mutex mutex_;
   std::condition_variable changed_;
   std::vector<event> events_;
@@ -140,31 +140,31 @@ caf::behavior raft_stub(caf::stateful_actor<stub_state>* self, std::string id,
     self->send(i->second, std::move(message));
   };
   return {
-    [self, rec](peer_up_atom, const std::string& peer, caf::actor& handle) {
-      self->state.peers[peer] = handle;
-      rec->add("up", peer, handle);
-    },
-    [self, rec](peer_down_atom, const std::string& peer) {
-      self->state.peers.erase(peer);
-      rec->add("down", peer);
-    },
-    [id, rec, send_to](const request_vote& x) {
-      rec->add("request_vote", x.from, {}, x.term);
-      send_to(x.from, vote_reply{id, x.term, true, x.pre_vote});
-    },
-    [rec](const vote_reply& x) { rec->add("vote_reply", x.from, {}, x.term); },
-    [id, rec, send_to](const append_entries& x) {
-      rec->add("append_entries", x.from, {}, x.term);
-      append_reply reply;
-      reply.from = id;
-      reply.term = x.term;
-      reply.success = true;
-      reply.match_index = x.prev_log_index + x.entries.size();
-      send_to(x.from, reply);
-    },
-    [rec](const append_reply& x) { rec->add("append_reply", x.from, {}, x.term); },
-    [send_to](relay_atom, const std::string& to, const request_vote& x) { send_to(to, x); },
-    [send_to](relay_atom, const std::string& to, const append_entries& x) { send_to(to, x); },
+      [self, rec](peer_up_atom, const std::string& peer, caf::actor& handle) {
+        self->state.peers[peer] = handle;
+        rec->add("up", peer, handle);
+      },
+      [self, rec](peer_down_atom, const std::string& peer) {
+        self->state.peers.erase(peer);
+        rec->add("down", peer);
+      },
+      [id, rec, send_to](const request_vote& x) {
+        rec->add("request_vote", x.from, {}, x.term);
+        send_to(x.from, vote_reply{id, x.term, true, x.pre_vote});
+      },
+      [rec](const vote_reply& x) { rec->add("vote_reply", x.from, {}, x.term); },
+      [id, rec, send_to](const append_entries& x) {
+        rec->add("append_entries", x.from, {}, x.term);
+        append_reply reply;
+        reply.from = id;
+        reply.term = x.term;
+        reply.success = true;
+        reply.match_index = x.prev_log_index + x.entries.size();
+        send_to(x.from, reply);
+      },
+      [rec](const append_reply& x) { rec->add("append_reply", x.from, {}, x.term); },
+      [send_to](relay_atom, const std::string& to, const request_vote& x) { send_to(to, x); },
+      [send_to](relay_atom, const std::string& to, const append_entries& x) { send_to(to, x); },
   };
 }
 
@@ -200,7 +200,9 @@ uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
-std::string local(uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
+std::string local(uint16_t port) {
+  return "127.0.0.1:" + std::to_string(port);
+}
 
 peer_connector_options fast_options() {
   peer_connector_options options;
@@ -327,8 +329,9 @@ struct child_process {
                 uint16_t parent_port) {
     int fds[2];
     BOOST_REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-    std::vector<std::string> args{"/proc/self/exe", "--peer-helper", id, std::to_string(port),
-                                  parent_id, std::to_string(parent_port)};
+    std::vector<std::string> args{
+        "/proc/self/exe",     "--peer-helper", id,
+        std::to_string(port), parent_id,       std::to_string(parent_port)};
     std::vector<char*> argv;
     for (auto& arg : args)
       argv.push_back(arg.data());
@@ -408,10 +411,9 @@ BOOST_AUTO_TEST_CASE(two_nodes_exchange_detect_shutdown_and_reconnect) {
   auto a_up = a.rec->wait("up", "B", 1, 5s);
   auto b_up = b.rec->wait("up", "A", 1, 5s);
   BOOST_REQUIRE(a_up && b_up);
-  BOOST_TEST_MESSAGE("connect: B saw A up after " << ms_since(start) - ms_since(b_up->at)
-                                                  << " ms, A saw B up after "
-                                                  << ms_since(start) - ms_since(a_up->at)
-                                                  << " ms (A redials with backoff)");
+  BOOST_TEST_MESSAGE("connect: B saw A up after "
+                     << ms_since(start) - ms_since(b_up->at) << " ms, A saw B up after "
+                     << ms_since(start) - ms_since(a_up->at) << " ms (A redials with backoff)");
   check_exchange(a, b, 1);
   check_exchange(b, a, 2);
 
@@ -459,7 +461,7 @@ BOOST_AUTO_TEST_CASE(three_nodes_full_mesh) {
   test_node b{"B", free_port()};
   test_node c{"C", free_port()};
   std::map<std::string, std::string> all{
-    {"A", local(a.port)}, {"B", local(b.port)}, {"C", local(c.port)}};
+      {"A", local(a.port)}, {"B", local(b.port)}, {"C", local(c.port)}};
   BOOST_REQUIRE_EQUAL(a.start(all), "");
   BOOST_REQUIRE_EQUAL(b.start(all), "");
   BOOST_REQUIRE_EQUAL(c.start(all), "");
@@ -585,14 +587,14 @@ BOOST_AUTO_TEST_CASE(simultaneous_dial_converges) {
     BOOST_REQUIRE(b.rec->wait("up", "A", 1, 5s));
     // Settle: any flap shows up as down + up within a few backoffs.
     auto settled = [&] {
-      return a.rec->count("up", "B") == a.rec->count("down", "B") + 1
-             && b.rec->count("up", "A") == b.rec->count("down", "A") + 1;
+      return a.rec->count("up", "B") == a.rec->count("down", "B") + 1 &&
+             b.rec->count("up", "A") == b.rec->count("down", "A") + 1;
     };
     std::this_thread::sleep_for(300ms);
     for (int i = 0; i < 50 && !settled(); ++i)
       std::this_thread::sleep_for(100ms);
     BOOST_REQUIRE_MESSAGE(settled(), "round " << round << ": A sees B " << a.rec->membership("B")
-                                               << ", B sees A " << b.rec->membership("A"));
+                                              << ", B sees A " << b.rec->membership("A"));
     auto elapsed = ms_since(start);
     auto flaps = a.rec->count("down", "B") + b.rec->count("down", "A");
     if (flaps > 0) {
@@ -607,8 +609,8 @@ BOOST_AUTO_TEST_CASE(simultaneous_dial_converges) {
     BOOST_CHECK_EQUAL(a.rec->count("append_entries", "B"), 1u);
   }
   BOOST_TEST_MESSAGE("simultaneous dial: " << flapped_rounds << " of " << rounds
-                                           << " rounds flapped before settling (worst "
-                                           << worst_ms << " ms incl. 300 ms settle)");
+                                           << " rounds flapped before settling (worst " << worst_ms
+                                           << " ms incl. 300 ms settle)");
 }
 
 BOOST_AUTO_TEST_CASE(child_process_frozen_killed_and_restarted) {
@@ -645,8 +647,8 @@ BOOST_AUTO_TEST_CASE(child_process_frozen_killed_and_restarted) {
                                                    << " ms");
     // Same process and actor, so the handles compare equal; the proxy object is a new one.
     BOOST_CHECK(up2->handle == up->handle);
-    BOOST_CHECK(caf::actor_cast<caf::abstract_actor*>(up2->handle)
-                != caf::actor_cast<caf::abstract_actor*>(up->handle));
+    BOOST_CHECK(caf::actor_cast<caf::abstract_actor*>(up2->handle) !=
+                caf::actor_cast<caf::abstract_actor*>(up->handle));
     BOOST_REQUIRE(answered_by_child(parent, 2));
 
     // Killed: the kernel closes the socket, so this is fast.

@@ -42,8 +42,8 @@ uint64_t entry_hash(uint64_t term, uint64_t index, entry_kind kind, const std::s
 }
 
 std::string ms(caf::timespan t) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(t).count() / 1000.0)
-         + "ms";
+  return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(t).count() / 1000.0) +
+         "ms";
 }
 
 // -- link actor: carries one direction of one node pair ---------------------------------------
@@ -69,64 +69,65 @@ caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, siz
       auto id = ++self->state.next_id;
       self->state.in_flight.emplace(id, message);
       auto span = (faults.max_delay - faults.min_delay).count();
-      auto delay = faults.min_delay
-                   + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
+      auto delay =
+          faults.min_delay + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
       self->delayed_send(self, delay, deliver_atom::value, id);
     }
   };
   return {
-    [=](request_vote& m) { carry(caf::make_message(std::move(m))); },
-    [=](vote_reply& m) { carry(caf::make_message(std::move(m))); },
-    [=](append_entries& m) { carry(caf::make_message(std::move(m))); },
-    [=](append_reply& m) { carry(caf::make_message(std::move(m))); },
-    // Forwarded client requests: delegated so the answer goes straight back to the forwarder,
-    // or silently lost (the forwarder then times out: an unknown outcome).
-    [=](propose_atom, kv_command& command, bool forwarded) -> caf::result<propose_result> {
-      auto promise = self->make_response_promise();
-      if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
-        if (auto target = net->current_handle(to))
-          promise.delegate(target, propose_atom::value, std::move(command), forwarded);
-      return promise;
-    },
-    [=](join_atom, std::string& id, std::string& address,
-        bool forwarded) -> caf::result<propose_result> {
-      auto promise = self->make_response_promise();
-      if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
-        if (auto target = net->current_handle(to))
-          promise.delegate(target, join_atom::value, std::move(id), std::move(address), forwarded);
-      return promise;
-    },
-    [=](join_reset_atom, std::string& leader, uint64_t term,
-        std::string& address) -> caf::result<bool, std::string> {
-      auto promise = self->make_response_promise();
-      if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
-        if (auto target = net->current_handle(to))
-          promise.delegate(target, join_reset_atom::value, std::move(leader), term,
-                           std::move(address));
-      return promise;
-    },
-    [=](read_atom, bool forwarded) -> caf::result<propose_result> {
-      auto promise = self->make_response_promise();
-      if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
-        if (auto target = net->current_handle(to))
-          promise.delegate(target, read_atom::value, forwarded);
-      return promise;
-    },
-    [=](deliver_atom, uint64_t id) {
-      auto i = self->state.in_flight.find(id);
-      if (i == self->state.in_flight.end())
-        return;
-      auto message = std::move(i->second);
-      self->state.in_flight.erase(i);
-      // A partition that started while the message was in flight loses it too.
-      if (!net->link_up(from, to))
-        return;
-      auto target = net->current_handle(to);
-      if (!target)
-        return;
-      caf::actor_cast<caf::abstract_actor*>(target)->enqueue(
-        nullptr, caf::make_message_id(), std::move(message), self->context());
-    },
+      [=](request_vote& m) { carry(caf::make_message(std::move(m))); },
+      [=](vote_reply& m) { carry(caf::make_message(std::move(m))); },
+      [=](append_entries& m) { carry(caf::make_message(std::move(m))); },
+      [=](append_reply& m) { carry(caf::make_message(std::move(m))); },
+      // Forwarded client requests: delegated so the answer goes straight back to the forwarder,
+      // or silently lost (the forwarder then times out: an unknown outcome).
+      [=](propose_atom, kv_command& command, bool forwarded) -> caf::result<propose_result> {
+        auto promise = self->make_response_promise();
+        if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
+          if (auto target = net->current_handle(to))
+            promise.delegate(target, propose_atom::value, std::move(command), forwarded);
+        return promise;
+      },
+      [=](join_atom, std::string& id, std::string& address,
+          bool forwarded) -> caf::result<propose_result> {
+        auto promise = self->make_response_promise();
+        if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
+          if (auto target = net->current_handle(to))
+            promise.delegate(target, join_atom::value, std::move(id), std::move(address),
+                             forwarded);
+        return promise;
+      },
+      [=](join_reset_atom, std::string& leader, uint64_t term,
+          std::string& address) -> caf::result<bool, std::string> {
+        auto promise = self->make_response_promise();
+        if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
+          if (auto target = net->current_handle(to))
+            promise.delegate(target, join_reset_atom::value, std::move(leader), term,
+                             std::move(address));
+        return promise;
+      },
+      [=](read_atom, bool forwarded) -> caf::result<propose_result> {
+        auto promise = self->make_response_promise();
+        if (net->link_up(from, to) && !chance(net->rng(), net->faults().drop_probability))
+          if (auto target = net->current_handle(to))
+            promise.delegate(target, read_atom::value, forwarded);
+        return promise;
+      },
+      [=](deliver_atom, uint64_t id) {
+        auto i = self->state.in_flight.find(id);
+        if (i == self->state.in_flight.end())
+          return;
+        auto message = std::move(i->second);
+        self->state.in_flight.erase(i);
+        // A partition that started while the message was in flight loses it too.
+        if (!net->link_up(from, to))
+          return;
+        auto target = net->current_handle(to);
+        if (!target)
+          return;
+        caf::actor_cast<caf::abstract_actor*>(target)->enqueue(nullptr, caf::make_message_id(),
+                                                               std::move(message), self->context());
+      },
   };
 }
 
@@ -166,84 +167,85 @@ struct client_access {
       }
       kv_command command{kv_op::set, key, value, record.client_id, record.sequence};
       self->request(target, timeout, propose_atom::value, command)
-        .then(
-          [=](const propose_result& result) {
-            auto& r = (*records)[position];
-            r.status = result.status;
-            r.index = result.index;
-            r.completed = true;
-            if (result.status != propose_status::ok) {
-              bool hinted = false;
-              for (size_t i = 0; i < net->size(); ++i)
-                if (net->id(i) == result.leader_id) {
-                  self->state.target = i;
-                  hinted = true;
+          .then(
+              [=](const propose_result& result) {
+                auto& r = (*records)[position];
+                r.status = result.status;
+                r.index = result.index;
+                r.completed = true;
+                if (result.status != propose_status::ok) {
+                  bool hinted = false;
+                  for (size_t i = 0; i < net->size(); ++i)
+                    if (net->id(i) == result.leader_id) {
+                      self->state.target = i;
+                      hinted = true;
+                    }
+                  if (!hinted)
+                    self->state.target = (node + 1) % net->size();
                 }
-              if (!hinted)
+              },
+              [=](caf::error&) {
+                auto& r = (*records)[position];
+                r.status = propose_status::timeout;
+                r.completed = true;
                 self->state.target = (node + 1) % net->size();
-            }
-          },
-          [=](caf::error&) {
-            auto& r = (*records)[position];
-            r.status = propose_status::timeout;
-            r.completed = true;
-            self->state.target = (node + 1) % net->size();
-          });
+              });
     };
     return {
-      [=](propose_atom, size_t node, std::string& key, std::string& value, caf::timespan timeout) {
-        send_proposal(node, std::move(key), std::move(value), timeout);
-      },
-      [=](client_tick_atom) {
-        auto& st = self->state;
-        if (!st.running)
-          return;
-        auto& rng = net->rng();
-        auto key = "k" + std::to_string(rng() % st.keys);
-        auto value = "v" + std::to_string(*next_sequence);
-        // Half the proposals go to any node, so followers forward them to the leader.
-        auto node = rng() % 2 == 0 ? st.target : static_cast<size_t>(rng() % net->size());
-        send_proposal(node, key, value, std::chrono::seconds(1));
-        auto span = (st.max_interval - st.min_interval).count();
-        auto delay =
-          st.min_interval + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
-        self->delayed_send(self, delay, client_tick_atom::value);
-      },
-      [=](client_stop_atom) { self->state.running = false; },
-      [=](join_atom, size_t node, std::string& id, std::string& address) {
-        auto position = joins->size();
-        joins->push_back(proposal_record{});
-        (*joins)[position].key = id;
-        auto target = net->current_handle(node);
-        if (!target) {
-          (*joins)[position].status = propose_status::no_leader;
-          (*joins)[position].completed = true;
-          return;
-        }
-        self->request(target, std::chrono::seconds(20), join_atom::value, id, address)
-          .then(
-            [=](const propose_result& result) {
-              auto& r = (*joins)[position];
-              r.status = result.status;
-              r.index = result.index;
-              r.value = result.leader_id;
-              r.completed = true;
-            },
-            [=](caf::error&) {
-              (*joins)[position].status = propose_status::timeout;
-              (*joins)[position].completed = true;
-            });
-      },
-      [=](caf::timespan min_interval, caf::timespan max_interval, size_t keys) {
-        auto& st = self->state;
-        st.min_interval = min_interval;
-        st.max_interval = max_interval;
-        st.keys = keys;
-        if (!st.running) {
-          st.running = true;
-          self->send(self, client_tick_atom::value);
-        }
-      },
+        [=](propose_atom, size_t node, std::string& key, std::string& value,
+            caf::timespan timeout) {
+          send_proposal(node, std::move(key), std::move(value), timeout);
+        },
+        [=](client_tick_atom) {
+          auto& st = self->state;
+          if (!st.running)
+            return;
+          auto& rng = net->rng();
+          auto key = "k" + std::to_string(rng() % st.keys);
+          auto value = "v" + std::to_string(*next_sequence);
+          // Half the proposals go to any node, so followers forward them to the leader.
+          auto node = rng() % 2 == 0 ? st.target : static_cast<size_t>(rng() % net->size());
+          send_proposal(node, key, value, std::chrono::seconds(1));
+          auto span = (st.max_interval - st.min_interval).count();
+          auto delay =
+              st.min_interval + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
+          self->delayed_send(self, delay, client_tick_atom::value);
+        },
+        [=](client_stop_atom) { self->state.running = false; },
+        [=](join_atom, size_t node, std::string& id, std::string& address) {
+          auto position = joins->size();
+          joins->push_back(proposal_record{});
+          (*joins)[position].key = id;
+          auto target = net->current_handle(node);
+          if (!target) {
+            (*joins)[position].status = propose_status::no_leader;
+            (*joins)[position].completed = true;
+            return;
+          }
+          self->request(target, std::chrono::seconds(20), join_atom::value, id, address)
+              .then(
+                  [=](const propose_result& result) {
+                    auto& r = (*joins)[position];
+                    r.status = result.status;
+                    r.index = result.index;
+                    r.value = result.leader_id;
+                    r.completed = true;
+                  },
+                  [=](caf::error&) {
+                    (*joins)[position].status = propose_status::timeout;
+                    (*joins)[position].completed = true;
+                  });
+        },
+        [=](caf::timespan min_interval, caf::timespan max_interval, size_t keys) {
+          auto& st = self->state;
+          st.min_interval = min_interval;
+          st.max_interval = max_interval;
+          st.keys = keys;
+          if (!st.running) {
+            st.running = true;
+            self->send(self, client_tick_atom::value);
+          }
+        },
     };
   }
 };
@@ -262,15 +264,15 @@ struct history_client_state {
 
 lin::outcome write_outcome(propose_status status) {
   switch (status) {
-    case propose_status::ok:
-      return lin::outcome::ok;
-    case propose_status::not_leader:
-    case propose_status::no_leader:
-    case propose_status::busy:
-    case propose_status::rejected:
-      return lin::outcome::failed;
-    default:
-      return lin::outcome::unknown;
+  case propose_status::ok:
+    return lin::outcome::ok;
+  case propose_status::not_leader:
+  case propose_status::no_leader:
+  case propose_status::busy:
+  case propose_status::rejected:
+    return lin::outcome::failed;
+  default:
+    return lin::outcome::unknown;
   }
 }
 
@@ -280,8 +282,7 @@ caf::behavior history_client_impl(caf::stateful_actor<history_client_state>* sel
   self->state.keys = keys;
   auto next = [=] {
     if (self->state.running)
-      self->delayed_send(self,
-                         caf::timespan{std::chrono::microseconds(net->rng()() % 10000)},
+      self->delayed_send(self, caf::timespan{std::chrono::microseconds(net->rng()() % 10000)},
                          history_tick_atom::value);
   };
   auto do_get = [=](size_t node, const std::string& key, bool continue_after) {
@@ -304,76 +305,76 @@ caf::behavior history_client_impl(caf::stateful_actor<history_client_state>* sel
     }
     // ReadIndex through this node (forwarded to the leader), then its own state machine.
     self->request(target, std::chrono::seconds(1), read_atom::value)
-      .then(
-        [=](const propose_result& result) {
-          if (result.status != propose_status::ok) {
-            done(position, lin::outcome::failed);
-            return;
-          }
-          self->request(kv, std::chrono::seconds(1), kv_get_atom::value, key)
-            .then(
-              [=](bool found, const std::string& value) {
-                auto& recorded = net->operation_at(position);
-                recorded.found = found;
-                recorded.value = value;
-                done(position, lin::outcome::ok);
-              },
-              [=](caf::error&) { done(position, lin::outcome::failed); });
-        },
-        [=](caf::error&) { done(position, lin::outcome::failed); });
+        .then(
+            [=](const propose_result& result) {
+              if (result.status != propose_status::ok) {
+                done(position, lin::outcome::failed);
+                return;
+              }
+              self->request(kv, std::chrono::seconds(1), kv_get_atom::value, key)
+                  .then(
+                      [=](bool found, const std::string& value) {
+                        auto& recorded = net->operation_at(position);
+                        recorded.found = found;
+                        recorded.value = value;
+                        done(position, lin::outcome::ok);
+                      },
+                      [=](caf::error&) { done(position, lin::outcome::failed); });
+            },
+            [=](caf::error&) { done(position, lin::outcome::failed); });
   };
   return {
-    [=](history_tick_atom) {
-      auto& st = self->state;
-      if (!st.running)
-        return;
-      auto& rng = net->rng();
-      auto node = static_cast<size_t>(rng() % net->size());
-      auto key = "k" + std::to_string(rng() % st.keys);
-      auto dice = rng() % 100;
-      lin::operation op;
-      op.key = key;
-      op.client = st.client_id;
-      op.invoke = net->now_ns();
-      auto target = net->current_handle(node);
-      if (dice < 55) {
-        // A write: a set of a unique value, or a delete.
-        kv_command command;
-        command.key = key;
-        command.client_id = st.client_id;
-        command.sequence = ++st.sequence;
-        if (dice < 45) {
-          command.op = kv_op::set;
-          command.value = "c" + std::to_string(st.client_id) + "-" + std::to_string(st.sequence);
-          op.kind = lin::op_kind::set;
-          op.value = command.value;
-        } else {
-          command.op = kv_op::del;
-          op.kind = lin::op_kind::del;
-        }
-        auto position = net->begin_operation(op);
-        if (!target) {
-          net->end_operation(position, lin::outcome::failed, net->now_ns());
-          next();
+      [=](history_tick_atom) {
+        auto& st = self->state;
+        if (!st.running)
+          return;
+        auto& rng = net->rng();
+        auto node = static_cast<size_t>(rng() % net->size());
+        auto key = "k" + std::to_string(rng() % st.keys);
+        auto dice = rng() % 100;
+        lin::operation op;
+        op.key = key;
+        op.client = st.client_id;
+        op.invoke = net->now_ns();
+        auto target = net->current_handle(node);
+        if (dice < 55) {
+          // A write: a set of a unique value, or a delete.
+          kv_command command;
+          command.key = key;
+          command.client_id = st.client_id;
+          command.sequence = ++st.sequence;
+          if (dice < 45) {
+            command.op = kv_op::set;
+            command.value = "c" + std::to_string(st.client_id) + "-" + std::to_string(st.sequence);
+            op.kind = lin::op_kind::set;
+            op.value = command.value;
+          } else {
+            command.op = kv_op::del;
+            op.kind = lin::op_kind::del;
+          }
+          auto position = net->begin_operation(op);
+          if (!target) {
+            net->end_operation(position, lin::outcome::failed, net->now_ns());
+            next();
+            return;
+          }
+          self->request(target, std::chrono::seconds(1), propose_atom::value, command)
+              .then(
+                  [=](const propose_result& result) {
+                    net->end_operation(position, write_outcome(result.status), net->now_ns());
+                    next();
+                  },
+                  [=](caf::error&) {
+                    net->end_operation(position, lin::outcome::unknown, net->now_ns());
+                    next();
+                  });
           return;
         }
-        self->request(target, std::chrono::seconds(1), propose_atom::value, command)
-          .then(
-            [=](const propose_result& result) {
-              net->end_operation(position, write_outcome(result.status), net->now_ns());
-              next();
-            },
-            [=](caf::error&) {
-              net->end_operation(position, lin::outcome::unknown, net->now_ns());
-              next();
-            });
-        return;
-      }
-      do_get(node, key, true);
-    },
-    // One linearizable read outside the random loop (the final reads after healing).
-    [=](kv_get_atom, size_t node, std::string& key) { do_get(node, key, false); },
-    [=](client_stop_atom) { self->state.running = false; },
+        do_get(node, key, true);
+      },
+      // One linearizable read outside the random loop (the final reads after healing).
+      [=](kv_get_atom, size_t node, std::string& key) { do_get(node, key, false); },
+      [=](client_stop_atom) { self->state.running = false; },
   };
 }
 
@@ -446,12 +447,12 @@ void cluster::spawn_node(size_t index) {
   auto recovered = slot.disk->recover();
   auto max_sync = opts_.faults.max_sync_delay;
   slot.storage = spawn_storage_actor(
-    *system_, slot.disk, [this, max_sync] { return random_between(caf::timespan{0}, max_sync); },
-    false);
+      *system_, slot.disk, [this, max_sync] { return random_between(caf::timespan{0}, max_sync); },
+      false);
   auto incarnation = slot.incarnation;
-  slot.kv = spawn_kv_actor(*system_, [this, index, incarnation](
-                                       const log_entry& entry,
-                                       kv_state_machine::apply_effect effect) {
+  slot.kv = spawn_kv_actor(*system_, [this, index,
+                                      incarnation](const log_entry& entry,
+                                                   kv_state_machine::apply_effect effect) {
     auto& s = nodes_[index];
     if (s.incarnation != incarnation)
       return;
@@ -461,8 +462,8 @@ void cluster::spawn_node(size_t index) {
     auto h = entry_hash(entry.term, entry.index, entry.kind, entry.data);
     auto [it, inserted] = applied_hash_.emplace(entry.index, h);
     if (!inserted && it->second != h)
-      record("VIOLATION state machine safety: " + s.id + " applied a different entry at index "
-             + std::to_string(entry.index));
+      record("VIOLATION state machine safety: " + s.id + " applied a different entry at index " +
+             std::to_string(entry.index));
   });
   raft_config config = opts_.base_config;
   config.id = slot.id;
@@ -494,10 +495,11 @@ bool cluster::step() {
     auto& job = sched_->next_job<caf::scheduled_actor>();
     if (auto* element = job.mailbox().peek()) {
       auto name = actor_names_.find(job.id());
-      trace_.push_back(trace_event{now(),
-                                   name != actor_names_.end() ? name->second
-                                                              : "a" + std::to_string(job.id()),
-                                   element->copy_content_to_message(), {}});
+      trace_.push_back(
+          trace_event{now(),
+                      name != actor_names_.end() ? name->second : "a" + std::to_string(job.id()),
+                      element->copy_content_to_message(),
+                      {}});
     }
     sched_->run_once();
   } else if (sched_->has_pending_timeout()) {
@@ -550,8 +552,8 @@ void cluster::fail(const std::string& what) {
 // -- faults --------------------------------------------------------------------------------------
 
 bool cluster::is_lone(size_t index) {
-  return index + opts_.lone_nodes >= nodes_.size() && nodes_[index].alive
-         && node(index).members().size() <= 1;
+  return index + opts_.lone_nodes >= nodes_.size() && nodes_[index].alive &&
+         node(index).members().size() <= 1;
 }
 
 bool cluster::link_up(size_t from, size_t to) const {
@@ -612,14 +614,14 @@ void cluster::check_durable_promises(size_t node) {
   // replaced acknowledged entries, but nothing else may lose them.
   auto& slot = nodes_[node];
   const auto& durable = slot.disk->durable();
-  if (slot.acked_match > 0 && durable.state.term <= slot.acked_term
-      && durable.entries.size() < slot.acked_match)
-    fail("durability: " + slot.id + " acknowledged entries up to "
-         + std::to_string(slot.acked_match) + " in term " + std::to_string(slot.acked_term)
-         + " but only " + std::to_string(durable.entries.size()) + " survived its crash");
+  if (slot.acked_match > 0 && durable.state.term <= slot.acked_term &&
+      durable.entries.size() < slot.acked_match)
+    fail("durability: " + slot.id + " acknowledged entries up to " +
+         std::to_string(slot.acked_match) + " in term " + std::to_string(slot.acked_term) +
+         " but only " + std::to_string(durable.entries.size()) + " survived its crash");
   if (slot.granted_term > 0 && durable.state.term < slot.granted_term)
-    fail("durability: " + slot.id + " granted a vote in term " + std::to_string(slot.granted_term)
-         + " but its disk only remembers term " + std::to_string(durable.state.term));
+    fail("durability: " + slot.id + " granted a vote in term " + std::to_string(slot.granted_term) +
+         " but its disk only remembers term " + std::to_string(durable.state.term));
 }
 
 void cluster::crash(size_t node) {
@@ -661,8 +663,7 @@ void cluster::start_client(caf::timespan min_interval, caf::timespan max_interva
 
 size_t cluster::join(size_t node, size_t joining) {
   auto position = joins_.size();
-  caf::anon_send(client_, join_atom::value, node, nodes_[joining].id,
-                 "sim:" + nodes_[joining].id);
+  caf::anon_send(client_, join_atom::value, node, nodes_[joining].id, "sim:" + nodes_[joining].id);
   return position;
 }
 
@@ -776,8 +777,8 @@ void cluster::check_acknowledged_applied() {
         continue;
       kv_command command;
       if (!decode_command(a.data, command))
-        fail("node " + nodes_[i].id + " applied an undecodable command at "
-             + std::to_string(a.index));
+        fail("node " + nodes_[i].id + " applied an undecodable command at " +
+             std::to_string(a.index));
       auto id = std::make_pair(command.client_id, command.sequence);
       id_at_index[a.index] = id;
       if (a.effect == kv_state_machine::apply_effect::applied)
@@ -787,23 +788,22 @@ void cluster::check_acknowledged_applied() {
       auto id = std::make_pair(p.client_id, p.sequence);
       auto found = effective.find(id);
       auto times = found == effective.end() ? 0 : found->second.size();
-      auto name = "proposal " + p.key + "=" + p.value + " (seq " + std::to_string(p.sequence)
-                  + ")";
+      auto name = "proposal " + p.key + "=" + p.value + " (seq " + std::to_string(p.sequence) + ")";
       if (times > 1)
         fail(name + " took effect " + std::to_string(times) + " times on " + nodes_[i].id);
       if (!p.completed)
         continue;
       if (p.status == propose_status::ok) {
         if (times != 1)
-          fail(name + " was acknowledged at index " + std::to_string(p.index)
-               + " but is not applied on " + nodes_[i].id);
+          fail(name + " was acknowledged at index " + std::to_string(p.index) +
+               " but is not applied on " + nodes_[i].id);
         if (id_at_index[p.index] != id)
-          fail(name + " was acknowledged at index " + std::to_string(p.index) + " but "
-               + nodes_[i].id + " applied something else there");
+          fail(name + " was acknowledged at index " + std::to_string(p.index) + " but " +
+               nodes_[i].id + " applied something else there");
       } else if (p.status == propose_status::not_leader || p.status == propose_status::no_leader) {
         if (times != 0)
-          fail(name + " was refused (" + to_string(p.status) + ") but took effect on "
-               + nodes_[i].id);
+          fail(name + " was refused (" + to_string(p.status) + ") but took effect on " +
+               nodes_[i].id);
       }
     }
   }
@@ -826,9 +826,9 @@ void cluster::check_node_log(size_t index) {
     slot.chain.push_back(chain);
     auto [it, inserted] = chain_of_entry_.emplace(std::make_pair(e.index, e.term), chain);
     if (!inserted && it->second != chain)
-      fail("log matching: " + slot.id + " has an entry at index " + std::to_string(i)
-           + " term " + std::to_string(e.term)
-           + " whose log prefix differs from another node's entry with the same index and term");
+      fail("log matching: " + slot.id + " has an entry at index " + std::to_string(i) + " term " +
+           std::to_string(e.term) +
+           " whose log prefix differs from another node's entry with the same index and term");
   }
 }
 
@@ -851,22 +851,21 @@ void cluster::check() {
     if (n.role() == raft_role::leader) {
       auto [it, inserted] = leader_of_term_.emplace(n.term(), slot.id);
       if (!inserted && it->second != slot.id)
-        fail("election safety: " + it->second + " and " + slot.id + " both led term "
-             + std::to_string(n.term()));
+        fail("election safety: " + it->second + " and " + slot.id + " both led term " +
+             std::to_string(n.term()));
     }
     check_node_log(i);
     auto commit = n.commit_index();
     if (commit < slot.last_commit)
-      fail("commit index of " + slot.id + " went back from " + std::to_string(slot.last_commit)
-           + " to " + std::to_string(commit));
+      fail("commit index of " + slot.id + " went back from " + std::to_string(slot.last_commit) +
+           " to " + std::to_string(commit));
     if (commit > slot.last_commit) {
       // Everything up to `commit` is committed: it must agree with what was committed before.
       auto known = committed_chain_.size();
       auto overlap = std::min<uint64_t>(commit, known);
       if (overlap > 0 && slot.chain[overlap - 1] != committed_chain_[overlap - 1])
-        fail("committed entries differ: " + slot.id + " committed up to "
-             + std::to_string(commit) + " but its log disagrees with what was committed at "
-             + std::to_string(overlap));
+        fail("committed entries differ: " + slot.id + " committed up to " + std::to_string(commit) +
+             " but its log disagrees with what was committed at " + std::to_string(overlap));
       for (auto k = known; k < commit; ++k)
         committed_chain_.push_back(slot.chain[k]);
       slot.last_commit = commit;
@@ -880,17 +879,18 @@ void cluster::check() {
           break;
         if (committed == 0)
           continue;
-        if (n.log().last_index() < committed
-            || slot.chain[committed - 1] != committed_chain_[committed - 1])
-          fail("leader completeness: " + slot.id + " leads term " + std::to_string(n.term())
-               + " without the entries committed up to " + std::to_string(committed)
-               + " in term " + std::to_string(term));
+        if (n.log().last_index() < committed ||
+            slot.chain[committed - 1] != committed_chain_[committed - 1])
+          fail("leader completeness: " + slot.id + " leads term " + std::to_string(n.term()) +
+               " without the entries committed up to " + std::to_string(committed) + " in term " +
+               std::to_string(term));
       }
     }
   }
 }
 
-// -- seeds and the random fault mix ----------------------------------------------------------------
+// -- seeds and the random fault mix
+// ----------------------------------------------------------------
 
 std::vector<uint64_t> seeds_from_environment(uint64_t default_count) {
   std::vector<uint64_t> seeds;
@@ -912,7 +912,8 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   std::mt19937_64 meta(mix(seed, 0xFA17));
   auto pick = [&](double low, double high) { return low + (high - low) * uniform01(meta); };
   auto pick_ms = [&](int low, int high) {
-    return caf::timespan{std::chrono::milliseconds(low + static_cast<int>(meta() % (high - low + 1)))};
+    return caf::timespan{
+        std::chrono::milliseconds(low + static_cast<int>(meta() % (high - low + 1)))};
   };
 
   cluster::options o;
@@ -928,7 +929,7 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
 #ifdef INFINITYSTORE_TESTING
   o.base_config.broken = run_options.broken;
 #else
-  (void) run_options;
+  (void)run_options;
 #endif
   std::ostringstream setup;
   setup << "seed " << seed << ": " << o.nodes << " nodes, drop " << o.faults.drop_probability
@@ -948,44 +949,44 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
       c->run_for(pick_ms(20, 500));
       auto n = c->size();
       switch (meta() % 13) {
-        case 0:
-        case 1: {
-          std::set<size_t> side;
-          for (size_t i = 0; i < n; ++i)
-            if (meta() % 2)
-              side.insert(i);
-          c->partition(side);
-          break;
-        }
-        case 2:
-          if (auto l = c->leader())
-            c->isolate(*l);
-          break;
-        case 3:
-          c->cut(meta() % n, (meta() % (n - 1) + 1 + 0) % n);
-          break;
-        case 4:
-        case 5:
-        case 6:
-          c->heal();
-          break;
-        case 7:
-        case 8:
-        case 9: {
-          auto victim = meta() % 2 == 0 && c->leader() ? *c->leader() : meta() % n;
-          c->crash(victim);
-          ++result.crashes;
-          break;
-        }
-        default: {
-          std::vector<size_t> dead;
-          for (size_t i = 0; i < n; ++i)
-            if (!c->alive(i))
-              dead.push_back(i);
-          if (!dead.empty())
-            c->restart(dead[meta() % dead.size()]);
-          break;
-        }
+      case 0:
+      case 1: {
+        std::set<size_t> side;
+        for (size_t i = 0; i < n; ++i)
+          if (meta() % 2)
+            side.insert(i);
+        c->partition(side);
+        break;
+      }
+      case 2:
+        if (auto l = c->leader())
+          c->isolate(*l);
+        break;
+      case 3:
+        c->cut(meta() % n, (meta() % (n - 1) + 1 + 0) % n);
+        break;
+      case 4:
+      case 5:
+      case 6:
+        c->heal();
+        break;
+      case 7:
+      case 8:
+      case 9: {
+        auto victim = meta() % 2 == 0 && c->leader() ? *c->leader() : meta() % n;
+        c->crash(victim);
+        ++result.crashes;
+        break;
+      }
+      default: {
+        std::vector<size_t> dead;
+        for (size_t i = 0; i < n; ++i)
+          if (!c->alive(i))
+            dead.push_back(i);
+        if (!dead.empty())
+          c->restart(dead[meta() % dead.size()]);
+        break;
+      }
       }
     }
     // Heal phase: no faults, everyone back; the cluster must converge in bounded time.
@@ -997,8 +998,8 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     for (size_t i = 0; i < c->size(); ++i)
       c->restart(i);
     if (!c->run_until([&] { return c->converged(); }, std::chrono::seconds(30)))
-      throw check_failure("liveness: no convergence within 30 s of simulated time after healing\n"
-                          + c->describe_nodes());
+      throw check_failure("liveness: no convergence within 30 s of simulated time after healing\n" +
+                          c->describe_nodes());
     auto all_done = [&] {
       for (const auto& p : c->proposals())
         if (!p.completed)
@@ -1017,8 +1018,8 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         throw check_failure("liveness: final reads still pending after 5 s");
       for (auto i = first_final; i < c->history().size(); ++i)
         if (c->history()[i].outcome != lin::outcome::ok)
-          throw check_failure("liveness: final read failed after healing: "
-                              + lin::to_string(c->history()[i]));
+          throw check_failure("liveness: final read failed after healing: " +
+                              lin::to_string(c->history()[i]));
       for (const auto& op : c->history())
         if (op.outcome == lin::outcome::unknown)
           ++result.unknown_outcomes;

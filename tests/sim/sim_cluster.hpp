@@ -61,7 +61,7 @@ struct applied_record {
 };
 
 class cluster {
-public:
+ public:
   struct options {
     size_t nodes = 3;
     uint64_t seed = 1;
@@ -174,7 +174,7 @@ public:
   /// Records promises a node makes on the wire (acknowledged appends, granted votes).
   void observe_sent(size_t from, const caf::message& message);
 
-private:
+ private:
   struct node_slot {
     std::string id;
     std::shared_ptr<memory_storage> disk;
@@ -229,9 +229,9 @@ private:
   // Checker state.
   std::map<uint64_t, std::string> leader_of_term_;
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> chain_of_entry_; // (index, term) -> chain
-  std::vector<uint64_t> committed_chain_; // committed_chain_[i] for index i+1
+  std::vector<uint64_t> committed_chain_;                    // committed_chain_[i] for index i+1
   std::map<uint64_t, uint64_t> committed_by_leader_in_term_; // term -> highest commit index
-  std::map<uint64_t, uint64_t> applied_hash_;                 // index -> entry hash
+  std::map<uint64_t, uint64_t> applied_hash_;                // index -> entry hash
 
   struct trace_event {
     caf::timespan time;

@@ -37,8 +37,8 @@ BOOST_AUTO_TEST_CASE(random_fault_mix_keeps_raft_safe_and_live) {
   }
   auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::cout << "simulation: " << seeds.size() << " seeds, " << failures << " failed, " << steps
-            << " steps, " << acknowledged << " acknowledged proposals, " << crashes
-            << " crashes, " << seconds << " s" << std::endl;
+            << " steps, " << acknowledged << " acknowledged proposals, " << crashes << " crashes, "
+            << seconds << " s" << std::endl;
 }
 
 // The checkers must be able to fail: each deliberately broken Raft variant has to be caught by a
@@ -61,15 +61,16 @@ void expect_caught(raft_config::mutation broken, const char* name) {
     auto seed_started = std::chrono::steady_clock::now();
     auto result = run_random_seed(seed, options);
     if (std::getenv("SIM_PROGRESS"))
-      std::cout << "seed " << seed << ": "
-                << std::chrono::duration<double>(std::chrono::steady_clock::now() - seed_started).count()
-                << " s, " << result.steps << " steps" << (result.passed ? "" : " FAILED") << std::endl;
+      std::cout
+          << "seed " << seed << ": "
+          << std::chrono::duration<double>(std::chrono::steady_clock::now() - seed_started).count()
+          << " s, " << result.steps << " steps" << (result.passed ? "" : " FAILED") << std::endl;
     if (!result.passed && std::getenv("SIM_VERBOSE"))
       std::cout << result.report << std::endl;
     if (!result.passed && result.report.find("violation: liveness") == std::string::npos) {
       auto report = std::getenv("SIM_VERBOSE")
-                      ? result.report
-                      : result.report.substr(0, result.report.find("  last events"));
+                        ? result.report
+                        : result.report.substr(0, result.report.find("  last events"));
       std::cout << "mutant '" << name << "' caught at seed " << seed << ":\n" << report;
       return;
     }

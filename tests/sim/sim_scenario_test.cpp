@@ -32,11 +32,11 @@ cluster::options calm_options(size_t nodes, uint64_t seed) {
 
 size_t wait_for_leader(cluster& c, uint64_t above_term = 0) {
   bool found = c.run_until(
-    [&] {
-      auto l = c.leader();
-      return l && c.node(*l).term() > above_term;
-    },
-    5s);
+      [&] {
+        auto l = c.leader();
+        return l && c.node(*l).term() > above_term;
+      },
+      5s);
   BOOST_REQUIRE_MESSAGE(found, "no leader elected\n" << c.describe_nodes());
   return *c.leader();
 }
@@ -52,8 +52,9 @@ void heal_and_converge(cluster& c) {
   c.heal();
   for (size_t i = 0; i < c.size(); ++i)
     c.restart(i);
-  BOOST_REQUIRE_MESSAGE(c.run_until([&] { return c.converged(); }, 10s),
-                        "no convergence\n" << c.describe_nodes() << c.trace_tail());
+  BOOST_REQUIRE_MESSAGE(c.run_until([&] { return c.converged(); }, 10s), "no convergence\n"
+                                                                             << c.describe_nodes()
+                                                                             << c.trace_tail());
   c.run_for(200ms);
   c.check_acknowledged_applied();
 }
@@ -69,11 +70,13 @@ std::string run_figure_8(raft_config::mutation broken) {
   try {
     auto first = wait_for_leader(c);
     c.propose(first, "x", "initial");
-    BOOST_REQUIRE_MESSAGE(
-      c.run_until([&] { return c.node(first).log().last_index() > 0
-                               && committed_everywhere(c, c.node(first).log().last_index()); },
-                  2s),
-      c.describe_nodes() << c.trace_tail(40));
+    BOOST_REQUIRE_MESSAGE(c.run_until(
+                              [&] {
+                                return c.node(first).log().last_index() > 0 &&
+                                       committed_everywhere(c, c.node(first).log().last_index());
+                              },
+                              2s),
+                          c.describe_nodes() << c.trace_tail(40));
 
     // (a) S1 leads term t and takes an entry it cannot replicate.
     auto s1 = first;
@@ -92,20 +95,21 @@ std::string run_figure_8(raft_config::mutation broken) {
     c.propose(s5, "x", "from-s5");
     c.run_for(20ms);
     size_t s3 = 3 - s1 - s5; // the remaining node
-    BOOST_REQUIRE_MESSAGE(c.node(s5).log().last_index() >= index,
-                          c.describe_nodes() << c.trace_tail(30));
+    BOOST_REQUIRE_MESSAGE(c.node(s5).log().last_index() >= index, c.describe_nodes()
+                                                                      << c.trace_tail(30));
     BOOST_REQUIRE_GT(c.node(s5).log().term_at(index), term_a);
 
     // (c) S1 comes back with S3, wins a later term and replicates its old entry to S3.
     c.heal();
     c.isolate(s5);
     bool s1_leads = c.run_until(
-      [&] {
-        auto l = c.leader();
-        return l && *l == s1 && c.node(s1).term() > c.node(s5).term()
-               && c.node(s3).log().last_index() >= index && c.node(s3).log().term_at(index) == term_a;
-      },
-      5s);
+        [&] {
+          auto l = c.leader();
+          return l && *l == s1 && c.node(s1).term() > c.node(s5).term() &&
+                 c.node(s3).log().last_index() >= index &&
+                 c.node(s3).log().term_at(index) == term_a;
+        },
+        5s);
     BOOST_REQUIRE_MESSAGE(s1_leads, "S1 was not re-elected\n" << c.describe_nodes());
     c.run_for(50ms);
 
@@ -180,11 +184,11 @@ BOOST_AUTO_TEST_CASE(follower_with_long_conflicting_log_catches_up) {
   c.heal();
   auto healed_at = c.now();
   bool caught_up = c.run_until(
-    [&] {
-      return c.node(old_leader).applied_index() == c.node(new_leader).log().last_index()
-             && c.node(old_leader).log().last_index() == c.node(new_leader).log().last_index();
-    },
-    5s);
+      [&] {
+        return c.node(old_leader).applied_index() == c.node(new_leader).log().last_index() &&
+               c.node(old_leader).log().last_index() == c.node(new_leader).log().last_index();
+      },
+      5s);
   BOOST_REQUIRE_MESSAGE(caught_up, c.describe_nodes());
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(c.now() - healed_at);
   // Several heartbeat intervals at most, not one round trip per conflicting entry.
@@ -251,15 +255,15 @@ BOOST_AUTO_TEST_CASE(join_adds_an_empty_node_and_refuses_one_with_data) {
   cluster c(o);
   size_t leader = 0;
   BOOST_REQUIRE(c.run_until(
-    [&] {
-      for (size_t i = 0; i < 3; ++i)
-        if (c.node(i).role() == raft_role::leader) {
-          leader = i;
-          return true;
-        }
-      return false;
-    },
-    5s));
+      [&] {
+        for (size_t i = 0; i < 3; ++i)
+          if (c.node(i).role() == raft_role::leader) {
+            leader = i;
+            return true;
+          }
+        return false;
+      },
+      5s));
   for (int i = 0; i < 20; ++i)
     c.propose(leader, "k" + std::to_string(i % 4), "v" + std::to_string(i));
   c.run_for(300ms);

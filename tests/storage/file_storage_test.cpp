@@ -20,7 +20,8 @@ using namespace infinity;
 
 namespace {
 
-// -- scratch directories and raw file surgery ------------------------------------------------------
+// -- scratch directories and raw file surgery
+// ------------------------------------------------------
 
 /// A fresh directory under /tmp for each test, removed afterwards. The storage gets a
 /// subdirectory that does not exist yet, so every test also exercises directory creation.
@@ -99,9 +100,12 @@ std::string encoded_record(const log_entry& entry) {
   return framed(payload + entry.data);
 }
 
-std::size_t record_size(const log_entry& entry) { return 8 + 17 + entry.data.size(); }
+std::size_t record_size(const log_entry& entry) {
+  return 8 + 17 + entry.data.size();
+}
 
-// -- log helpers -----------------------------------------------------------------------------------
+// -- log helpers
+// -----------------------------------------------------------------------------------
 
 log_entry make_entry(uint64_t index, uint64_t term, entry_kind kind = entry_kind::command) {
   return log_entry{term, index, kind, "value-" + std::to_string(index)};
@@ -199,7 +203,8 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_FIXTURE_TEST_SUITE(file_storage_tests, scratch_dir)
 
-// -- clean round trips -----------------------------------------------------------------------------
+// -- clean round trips
+// -----------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(empty_directory_recovers_empty_state) {
   file_storage storage(data);
@@ -223,10 +228,10 @@ BOOST_AUTO_TEST_CASE(empty_directory_created_by_hand_recovers_empty_state) {
 
 BOOST_AUTO_TEST_CASE(hard_state_and_entries_survive_reopen) {
   std::vector<log_entry> entries{
-    log_entry{1, 1, entry_kind::noop, ""},
-    log_entry{1, 2, entry_kind::command, "set a=1"},
-    log_entry{2, 3, entry_kind::config, std::string("n1\0n2\0n3", 8)},
-    log_entry{5, 4, entry_kind::command, std::string(3000, 'x')},
+      log_entry{1, 1, entry_kind::noop, ""},
+      log_entry{1, 2, entry_kind::command, "set a=1"},
+      log_entry{2, 3, entry_kind::config, std::string("n1\0n2\0n3", 8)},
+      log_entry{5, 4, entry_kind::command, std::string(3000, 'x')},
   };
   write_and_sync(*this, append_request(entries, 0, hard_state{5, "node-2"}));
 
@@ -242,8 +247,8 @@ BOOST_AUTO_TEST_CASE(on_disk_format_matches_the_spec) {
   const std::vector<log_entry> entries{make_entry(1, 7), log_entry{7, 2, entry_kind::noop, ""}};
   write_and_sync(*this, append_request(entries, 0, hard_state{7, "n3"}));
 
-  BOOST_CHECK(read_bytes(file(first_segment))
-              == encoded_record(entries[0]) + encoded_record(entries[1]));
+  BOOST_CHECK(read_bytes(file(first_segment)) ==
+              encoded_record(entries[0]) + encoded_record(entries[1]));
   std::string hard_state_payload;
   put_le(hard_state_payload, 7, 8);
   BOOST_CHECK(read_bytes(file("hard_state")) == framed(hard_state_payload + "n3"));
@@ -273,7 +278,8 @@ BOOST_AUTO_TEST_CASE(leftover_hard_state_temp_file_is_ignored_and_removed) {
   BOOST_CHECK(!fs::exists(file("hard_state.tmp")));
 }
 
-// -- truncation and segments -----------------------------------------------------------------------
+// -- truncation and segments
+// -----------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(truncate_then_append_survives_reopen) {
   write_and_sync(*this, append_request(make_entries(1, 10, 1), 0, hard_state{1, "a"}));
@@ -394,7 +400,8 @@ BOOST_AUTO_TEST_CASE(unsynced_writes_at_shutdown_leave_a_valid_prefix) {
   BOOST_CHECK(storage.recovery_report().empty());
 }
 
-// -- damage at the tail: a crash in the middle of a write ------------------------------------------
+// -- damage at the tail: a crash in the middle of a write
+// ------------------------------------------
 
 BOOST_AUTO_TEST_CASE(torn_tail_is_cut_reported_and_appends_continue) {
   const auto entries = make_entries(1, 10, 1);
@@ -489,7 +496,8 @@ BOOST_AUTO_TEST_CASE(zero_filled_tail_is_cut) {
   BOOST_CHECK_EQUAL(storage.entries_dropped(), 1u);
 }
 
-// -- damage anywhere else: recovery must refuse ----------------------------------------------------
+// -- damage anywhere else: recovery must refuse
+// ----------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(flipped_byte_followed_by_valid_records_throws) {
   const auto entries = make_entries(1, 10, 1);
@@ -567,7 +575,8 @@ BOOST_AUTO_TEST_CASE(corrupt_hard_state_throws) {
   check_recover_throws(*this, {"hard_state"});
 }
 
-// -- the directory itself --------------------------------------------------------------------------
+// -- the directory itself
+// --------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(second_instance_on_a_locked_directory_throws) {
   {
@@ -600,7 +609,8 @@ BOOST_AUTO_TEST_CASE(uncreatable_directory_throws) {
   }
 }
 
-// -- contract violations ---------------------------------------------------------------------------
+// -- contract violations
+// ---------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(write_before_recover_is_a_logic_error) {
   file_storage storage(data);

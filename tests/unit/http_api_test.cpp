@@ -249,7 +249,8 @@ BOOST_AUTO_TEST_CASE(join_is_validated) {
   unreachable.leader_id = "node node4 did not answer";
   response = join_result_response(request, unreachable);
   BOOST_TEST(response.status == 503u);
-  BOOST_TEST(body_of(response)["error"].as_string().find("nothing was changed") != std::string::npos);
+  BOOST_TEST(body_of(response)["error"].as_string().find("nothing was changed") !=
+             std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(host_port_parsing) {
