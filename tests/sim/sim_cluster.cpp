@@ -461,9 +461,9 @@ void cluster::spawn_node(size_t index) {
       return; // a separate one-node cluster until it joins
     auto h = entry_hash(entry.term, entry.index, entry.kind, entry.data);
     auto [it, inserted] = applied_hash_.emplace(entry.index, h);
-    if (!inserted && it->second != h)
-      record("VIOLATION state machine safety: " + s.id + " applied a different entry at index " +
-             std::to_string(entry.index));
+    if (!inserted && it->second != h && observed_violation_.empty())
+      observed_violation_ = "state machine safety: " + s.id +
+                            " applied a different entry at index " + std::to_string(entry.index);
   });
   raft_config config = opts_.base_config;
   config.id = slot.id;
@@ -605,7 +605,7 @@ void cluster::observe_sent(size_t from, const caf::message& message) {
   } else if (message.match_elements<vote_reply>()) {
     const auto& reply = message.get_as<vote_reply>(0);
     if (reply.granted && !reply.pre_vote && reply.term >= slot.granted_term)
-      slot.granted_term = reply.term, slot.granted_to = "";
+      slot.granted_term = reply.term;
   }
 }
 
@@ -835,9 +835,8 @@ void cluster::check_node_log(size_t index) {
 void cluster::check() {
   if (!first_invariant_violation().empty())
     fail(first_invariant_violation());
-  for (auto& e : trace_)
-    if (e.note.rfind("VIOLATION", 0) == 0)
-      fail(e.note);
+  if (!observed_violation_.empty())
+    fail(observed_violation_);
   for (size_t i = 0; i < nodes_.size(); ++i) {
     auto& slot = nodes_[i];
     if (!slot.alive)
@@ -1043,6 +1042,49 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     result.report = report.str();
   }
   return result;
+}
+
+seed_sweep sweep_seeds(const std::vector<uint64_t>& seeds, const random_run_options& options,
+                       size_t max_failures) {
+  seed_sweep sweep;
+  auto started = std::chrono::steady_clock::now();
+  for (auto seed : seeds) {
+    auto result = run_random_seed(seed, options);
+    sweep.steps += result.steps;
+    sweep.acknowledged += result.acknowledged;
+    sweep.crashes += result.crashes;
+    sweep.operations += result.operations;
+    sweep.unknown_outcomes += result.unknown_outcomes;
+    if (!result.passed) {
+      std::cout << result.report << std::endl;
+      if (++sweep.failures >= max_failures)
+        break;
+    }
+  }
+  sweep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return sweep;
+}
+
+std::optional<std::pair<uint64_t, std::string>>
+first_seed_failing_with(const random_run_options& options, uint64_t limit,
+                        const std::function<bool(const std::string& report)>& counts) {
+  std::vector<uint64_t> seeds;
+  if (const char* one = std::getenv("SIM_SEED"); one && *one)
+    seeds.push_back(std::strtoull(one, nullptr, 10));
+  else
+    for (uint64_t seed = 1; seed <= limit; ++seed)
+      seeds.push_back(seed);
+  bool verbose = std::getenv("SIM_VERBOSE") != nullptr;
+  for (auto seed : seeds) {
+    auto result = run_random_seed(seed, options);
+    if (result.passed)
+      continue;
+    if (verbose)
+      std::cout << result.report << std::endl;
+    if (counts(result.report))
+      return std::make_pair(seed, result.report.substr(0, result.report.find("  last events")));
+  }
+  return std::nullopt;
 }
 
 } // namespace infinity::sim

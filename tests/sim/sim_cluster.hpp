@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -192,7 +193,6 @@ class cluster {
     uint64_t acked_match = 0;
     uint64_t acked_term = 0;
     uint64_t granted_term = 0;
-    std::string granted_to;
   };
 
   void check_durable_promises(size_t node);
@@ -227,6 +227,8 @@ class cluster {
   bool dump_trace_ = false;
 
   // Checker state.
+  /// Found inside an actor callback, where throwing would only kill that actor; check() throws.
+  std::string observed_violation_;
   std::map<uint64_t, std::string> leader_of_term_;
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> chain_of_entry_; // (index, term) -> chain
   std::vector<uint64_t> committed_chain_;                    // committed_chain_[i] for index i+1
@@ -271,5 +273,26 @@ struct random_run_options {
 };
 
 random_run_result run_random_seed(uint64_t seed, const random_run_options& options = {});
+
+/// Totals of a run over many seeds; failure reports are printed as they happen.
+struct seed_sweep {
+  size_t failures = 0;
+  uint64_t steps = 0;
+  uint64_t acknowledged = 0;
+  uint64_t crashes = 0;
+  uint64_t operations = 0;
+  uint64_t unknown_outcomes = 0;
+  double seconds = 0;
+};
+
+/// Runs every seed (stopping after `max_failures` failures), printing each failure's report.
+seed_sweep sweep_seeds(const std::vector<uint64_t>& seeds, const random_run_options& options,
+                       size_t max_failures = 3);
+
+/// Runs seeds 1..limit (or SIM_SEED) until one fails with a report `counts` accepts; returns
+/// that seed and the report without its event trace, or nullopt if none did.
+std::optional<std::pair<uint64_t, std::string>>
+first_seed_failing_with(const random_run_options& options, uint64_t limit,
+                        const std::function<bool(const std::string& report)>& counts);
 
 } // namespace infinity::sim

@@ -22,25 +22,11 @@ BOOST_AUTO_TEST_CASE(client_histories_are_linearizable_under_faults) {
   auto seeds = seeds_from_environment(300);
   random_run_options options;
   options.check_linearizability = true;
-  auto started = std::chrono::steady_clock::now();
-  size_t failures = 0;
-  uint64_t operations = 0, unknown = 0, crashes = 0;
-  for (auto seed : seeds) {
-    auto result = run_random_seed(seed, options);
-    operations += result.operations;
-    unknown += result.unknown_outcomes;
-    crashes += result.crashes;
-    if (!result.passed) {
-      std::cout << result.report << std::endl;
-      BOOST_ERROR("seed " << seed << " failed (replay with SIM_SEED=" << seed << ")");
-      if (++failures >= 3)
-        break;
-    }
-  }
-  auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::cout << "linearizability simulation: " << seeds.size() << " seeds, " << failures
-            << " failed, " << operations << " client operations (" << unknown
-            << " with unknown outcome), " << crashes << " crashes, " << seconds << " s"
+  auto sweep = sweep_seeds(seeds, options);
+  BOOST_TEST(sweep.failures == 0u, sweep.failures << " seeds failed (replay with SIM_SEED=...)");
+  std::cout << "linearizability simulation: " << seeds.size() << " seeds, " << sweep.failures
+            << " failed, " << sweep.operations << " client operations (" << sweep.unknown_outcomes
+            << " with unknown outcome), " << sweep.crashes << " crashes, " << sweep.seconds << " s"
             << std::endl;
 }
 
@@ -55,13 +41,13 @@ void expect_stale_reads_caught(raft_config::mutation broken, const char* name) {
   random_run_options options;
   options.check_linearizability = true;
   options.broken = broken;
-  for (uint64_t seed = 1; seed <= 300; ++seed) {
-    auto result = run_random_seed(seed, options);
-    if (!result.passed && result.report.find("violation: linearizability") != std::string::npos) {
-      std::cout << "mutant '" << name << "' caught at seed " << seed << ":\n"
-                << result.report.substr(0, result.report.find("  last events")) << std::endl;
-      return;
-    }
+  auto caught = first_seed_failing_with(options, 300, [](const std::string& report) {
+    return report.find("violation: linearizability") != std::string::npos;
+  });
+  if (caught) {
+    std::cout << "mutant '" << name << "' caught at seed " << caught->first << ":\n"
+              << caught->second << std::endl;
+    return;
   }
   BOOST_ERROR("the linearizability checker did not catch mutant '" << name << "'");
 }

@@ -20,25 +20,11 @@ using namespace infinity::sim;
 
 BOOST_AUTO_TEST_CASE(random_fault_mix_keeps_raft_safe_and_live) {
   auto seeds = seeds_from_environment(500);
-  auto started = std::chrono::steady_clock::now();
-  size_t failures = 0;
-  uint64_t steps = 0, acknowledged = 0, crashes = 0;
-  for (auto seed : seeds) {
-    auto result = run_random_seed(seed);
-    steps += result.steps;
-    acknowledged += result.acknowledged;
-    crashes += result.crashes;
-    if (!result.passed) {
-      std::cout << result.report << std::endl;
-      BOOST_ERROR("seed " << seed << " failed (replay with SIM_SEED=" << seed << ")");
-      if (++failures >= 3)
-        break;
-    }
-  }
-  auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::cout << "simulation: " << seeds.size() << " seeds, " << failures << " failed, " << steps
-            << " steps, " << acknowledged << " acknowledged proposals, " << crashes << " crashes, "
-            << seconds << " s" << std::endl;
+  auto sweep = sweep_seeds(seeds, random_run_options{});
+  BOOST_TEST(sweep.failures == 0u, sweep.failures << " seeds failed (replay with SIM_SEED=...)");
+  std::cout << "simulation: " << seeds.size() << " seeds, " << sweep.failures << " failed, "
+            << sweep.steps << " steps, " << sweep.acknowledged << " acknowledged proposals, "
+            << sweep.crashes << " crashes, " << sweep.seconds << " s" << std::endl;
 }
 
 // The checkers must be able to fail: each deliberately broken Raft variant has to be caught by a
@@ -51,29 +37,14 @@ void expect_caught(raft_config::mutation broken, const char* name) {
     limit = std::strtoull(env, nullptr, 10);
   random_run_options options;
   options.broken = broken;
-  std::vector<uint64_t> seeds;
-  if (const char* one = std::getenv("SIM_SEED"); one && *one)
-    seeds.push_back(std::strtoull(one, nullptr, 10));
-  else
-    for (uint64_t seed = 1; seed <= limit; ++seed)
-      seeds.push_back(seed);
-  for (auto seed : seeds) {
-    auto seed_started = std::chrono::steady_clock::now();
-    auto result = run_random_seed(seed, options);
-    if (std::getenv("SIM_PROGRESS"))
-      std::cout
-          << "seed " << seed << ": "
-          << std::chrono::duration<double>(std::chrono::steady_clock::now() - seed_started).count()
-          << " s, " << result.steps << " steps" << (result.passed ? "" : " FAILED") << std::endl;
-    if (!result.passed && std::getenv("SIM_VERBOSE"))
-      std::cout << result.report << std::endl;
-    if (!result.passed && result.report.find("violation: liveness") == std::string::npos) {
-      auto report = std::getenv("SIM_VERBOSE")
-                        ? result.report
-                        : result.report.substr(0, result.report.find("  last events"));
-      std::cout << "mutant '" << name << "' caught at seed " << seed << ":\n" << report;
-      return;
-    }
+  // Any safety violation counts; a liveness timeout alone does not.
+  auto caught = first_seed_failing_with(options, limit, [](const std::string& report) {
+    return report.find("violation: liveness") == std::string::npos;
+  });
+  if (caught) {
+    std::cout << "mutant '" << name << "' caught at seed " << caught->first << ":\n"
+              << caught->second;
+    return;
   }
   BOOST_ERROR("the simulator did not catch mutant '" << name << "' in " << limit << " seeds");
 }
