@@ -1,5 +1,7 @@
 #include "net/peer_connector.hpp"
 
+#include "net/bounded_dialer.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <random>
@@ -60,13 +62,17 @@ class peer_connector {
     // new connector for the same Raft actor must find the port free again.
     if (middleman_ && raft_)
       caf::anon_send(middleman_, caf::unpublish_atom::value, raft_.address(), published_port_);
+    for (auto& entry : peers_)
+      caf::anon_send_exit(entry.second.dialer, caf::exit_reason::user_shutdown);
   }
 
   static inline const char* name = "peer_connector";
 
-  caf::behavior start(caf::actor raft, std::string self_id, uint16_t published_port,
-                      std::map<std::string, endpoint> peers, peer_connector_options options) {
+  caf::behavior start(caf::actor raft, caf::actor broker, std::string self_id,
+                      uint16_t published_port, std::map<std::string, endpoint> peers,
+                      peer_connector_options options) {
     raft_ = std::move(raft);
+    broker_ = std::move(broker);
     self_id_ = std::move(self_id);
     published_port_ = published_port;
     options_ = std::move(options);
@@ -112,6 +118,8 @@ class peer_connector {
     /// A dead peer is redialled forever; one line per streak of failures keeps the log readable.
     bool failure_logged = false;
     caf::actor handle;
+    /// This peer's own dialer, so a silent peer never delays the dials of the others.
+    caf::io::middleman_actor dialer;
   };
 
   void add_peer(const std::string& id, endpoint address, bool announce) {
@@ -127,6 +135,7 @@ class peer_connector {
     }
     auto& p = peers_[id];
     p.address = std::move(address);
+    p.dialer = spawn_bounded_dialer(self_->system(), broker_, peer_tcp_connect_timeout);
     if (announce)
       log("peer " + id + " added at " + p.address.to_string());
     dial(id, p);
@@ -141,6 +150,7 @@ class peer_connector {
       self_->send(raft_, peer_down_atom::value, id);
     }
     log("peer " + id + " removed (was at " + i->second.address.to_string() + ")");
+    caf::anon_send_exit(i->second.dialer, caf::exit_reason::user_shutdown);
     peers_.erase(i);
   }
 
@@ -148,7 +158,7 @@ class peer_connector {
     p.state = peer_state::connecting;
     auto generation = p.generation = ++generations_;
     self_
-        ->request(middleman_, peer_connect_timeout, caf::connect_atom::value, p.address.host,
+        ->request(p.dialer, peer_connect_timeout, caf::connect_atom::value, p.address.host,
                   p.address.port)
         .then(
             [this, id, generation](caf::node_id& node, caf::strong_actor_ptr& ptr,
@@ -258,6 +268,7 @@ class peer_connector {
   uint16_t published_port_ = 0;
   peer_connector_options options_;
   caf::io::middleman_actor middleman_;
+  caf::actor broker_;
   std::mt19937_64 rng_;
   std::map<std::string, peer> peers_;
   uint64_t generations_ = 0;
@@ -266,11 +277,11 @@ class peer_connector {
 // Arguments go through spawn rather than a capturing lambda: CAF 0.17.6 dereferences a null
 // argument tuple when a function is spawned without arguments (UBSan reports it).
 caf::behavior run_peer_connector(caf::stateful_actor<peer_connector>* self, caf::actor raft,
-                                 std::string self_id, uint16_t published_port,
+                                 caf::actor broker, std::string self_id, uint16_t published_port,
                                  std::map<std::string, endpoint> peers,
                                  peer_connector_options options) {
-  return self->state.start(std::move(raft), std::move(self_id), published_port, std::move(peers),
-                           std::move(options));
+  return self->state.start(std::move(raft), std::move(broker), std::move(self_id), published_port,
+                           std::move(peers), std::move(options));
 }
 
 } // namespace
@@ -306,8 +317,8 @@ caf::expected<caf::actor> spawn_peer_connector(caf::actor_system& system, caf::a
   if (connection_timeout.count() == 0 && options.log_event)
     options.log_event(self_id + ": middleman.connection-timeout is off, a frozen peer will never"
                                 " be reported down (use configure_middleman)");
-  return system.spawn(run_peer_connector, std::move(raft), std::move(self_id), *published,
-                      std::move(endpoints), std::move(options));
+  return system.spawn(run_peer_connector, std::move(raft), basp_broker(system), std::move(self_id),
+                      *published, std::move(endpoints), std::move(options));
 }
 
 } // namespace infinity

@@ -17,9 +17,11 @@
 //            hi = min(max_backoff, min_backoff * 2^(attempt+1)), from a PRNG seeded with the node's
 //            id and port, so two nodes retrying each other do not stay in lock step.
 //
-// Nothing here blocks an actor: the connector asks the middleman actor with
-// `(connect_atom, host, port)`, which replies asynchronously. Only `spawn_peer_connector` blocks
-// its (non-actor) caller, for the publish, so that a port in use is reported to the caller.
+// Nothing here blocks a scheduler thread: the connector asks a detached dialer per peer with
+// `(connect_atom, host, port)` (net/bounded_dialer.hpp: CAF's own middleman actor would block
+// every dial of the process for up to ~2 minutes behind one partitioned peer). Only
+// `spawn_peer_connector` blocks its (non-actor) caller, for the publish, so that a port in use is
+// reported to the caller.
 //
 // Connections are shared per pair of processes: CAF keeps one BASP route per remote node, so if
 // node B already connected to A, A's dial to B completes the handshake, yields B's proxy and
@@ -53,7 +55,8 @@ inline constexpr caf::timespan peer_heartbeat_interval = std::chrono::millisecon
 /// reported down about this long after its last heartbeat (1.0-1.1 s measured). A process whose
 /// middleman thread is starved of CPU for this long is dropped too, and reconnects.
 inline constexpr caf::timespan peer_connection_timeout = std::chrono::seconds(1);
-/// How long one dial (TCP connect plus BASP handshake) may take before it counts as failed.
+/// How long one dial (TCP connect, bounded by peer_tcp_connect_timeout, plus BASP handshake) may
+/// take before it counts as failed.
 inline constexpr caf::timespan peer_connect_timeout = std::chrono::seconds(5);
 
 /// Loads the io middleman and turns on heartbeats with a connection timeout. Without them a frozen
@@ -64,7 +67,11 @@ void configure_middleman(caf::actor_system_config& cfg);
 
 struct peer_connector_options {
   caf::timespan min_backoff = std::chrono::milliseconds(50);
-  caf::timespan max_backoff = std::chrono::seconds(2);
+  /// Also the delay, after a partition heals, until this side dials again: a peer only sends to
+  /// a node its own connector reached, so a long cap kept healed followers deaf (measured 2 s).
+  /// A failed dial costs a refused connect or one peer_tcp_connect_timeout on the peer's own
+  /// dialer thread, so retrying twice a second is cheap.
+  caf::timespan max_backoff = std::chrono::milliseconds(500);
   /// One line per peer added, removed, up, down, and per first failure of a reconnect streak.
   /// Called on a CAF worker thread; may be empty.
   std::function<void(const std::string&)> log_event;

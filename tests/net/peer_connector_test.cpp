@@ -33,6 +33,7 @@
 #include <caf/io/all.hpp>
 
 #include "actors/messages.hpp"
+#include "net/bounded_dialer.hpp"
 #include "net/peer_connector.hpp"
 
 using namespace std::chrono_literals;
@@ -295,6 +296,41 @@ void check_exchange(test_node& a, test_node& b, uint64_t term) {
   BOOST_CHECK_EQUAL(b.rec->all("request_vote", a.id).back().value, term);
   BOOST_CHECK_EQUAL(a.rec->all("append_entries", b.id).back().value, term);
 }
+
+/// A listener on 127.0.0.1 whose accept queue is full, so the kernel drops further SYNs without
+/// an answer: to a dialer it looks like a partitioned host.
+struct silent_listener {
+  int listen_fd = -1;
+  std::vector<int> fillers;
+  uint16_t port = 0;
+
+  silent_listener() {
+    listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    BOOST_REQUIRE(listen_fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_REQUIRE(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    BOOST_REQUIRE(::listen(listen_fd, 0) == 0);
+    socklen_t len = sizeof(addr);
+    BOOST_REQUIRE(::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+    // Never accepted: these fill the queue (a backlog of 0 holds one).
+    for (int k = 0; k < 3; ++k) {
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      BOOST_REQUIRE(fd >= 0);
+      (void)::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+      fillers.push_back(fd);
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  silent_listener(const silent_listener&) = delete;
+  ~silent_listener() {
+    for (int fd : fillers)
+      ::close(fd);
+    ::close(listen_fd);
+  }
+};
 
 // -- child process: this binary with --peer-helper -------------------------------------------
 
@@ -675,6 +711,72 @@ BOOST_AUTO_TEST_CASE(child_process_frozen_killed_and_restarted) {
     BOOST_REQUIRE(answered_by_child(parent, 3));
     BOOST_CHECK_EQUAL(parent.rec->membership("child"), "up down up down up");
   }
+}
+
+BOOST_AUTO_TEST_CASE(connect_with_timeout_connects_refuses_and_gives_up) {
+  int server = ::socket(AF_INET, SOCK_STREAM, 0);
+  BOOST_REQUIRE(server >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  BOOST_REQUIRE(::listen(server, 8) == 0);
+  socklen_t len = sizeof(addr);
+  BOOST_REQUIRE(::getsockname(server, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  auto open_port = ntohs(addr.sin_port);
+
+  auto fd = connect_with_timeout("127.0.0.1", open_port, 1000ms);
+  BOOST_REQUIRE(fd);
+  BOOST_CHECK(::fcntl(*fd, F_GETFL) & O_NONBLOCK);
+  BOOST_CHECK(::fcntl(*fd, F_GETFD) & FD_CLOEXEC);
+  ::close(*fd);
+  auto by_name = connect_with_timeout("localhost", open_port, 1000ms);
+  BOOST_REQUIRE(by_name);
+  ::close(*by_name);
+  ::close(server);
+
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto refused = connect_with_timeout("127.0.0.1", free_port(), 1000ms);
+  BOOST_REQUIRE(!refused);
+  BOOST_TEST_MESSAGE("closed port: " << sys.render(refused.error()));
+  BOOST_CHECK(sys.render(refused.error()).find("refused") != std::string::npos);
+
+  auto unresolvable = connect_with_timeout("no-such-host.invalid", 80, 1000ms);
+  BOOST_REQUIRE(!unresolvable);
+  BOOST_CHECK(sys.render(unresolvable.error()).find("no-such-host.invalid:80") !=
+              std::string::npos);
+
+  // A peer that never answers costs the timeout, not the kernel's ~2 minutes of SYN retries.
+  silent_listener silent;
+  auto start = steady::now();
+  auto timed_out = connect_with_timeout("127.0.0.1", silent.port, 300ms);
+  auto took = ms_since(start);
+  BOOST_REQUIRE(!timed_out);
+  BOOST_TEST_MESSAGE("silent peer: " << sys.render(timed_out.error()) << " after " << took
+                                     << " ms");
+  BOOST_CHECK(sys.render(timed_out.error()).find("timed out") != std::string::npos);
+  BOOST_CHECK_GE(took, 250.0);
+  BOOST_CHECK_LT(took, 5000.0);
+}
+
+BOOST_AUTO_TEST_CASE(silent_peer_does_not_delay_the_others) {
+  // With CAF's own middleman actor every dial of a process waits behind a blocking connect to a
+  // silent peer. Here A dials the silent peer S first and B later: B must come up at once.
+  silent_listener silent;
+  test_node a{"A", free_port()};
+  test_node b{"B", free_port()};
+  BOOST_REQUIRE_EQUAL(a.start({{"S", local(silent.port)}}), "");
+  std::this_thread::sleep_for(200ms); // A's first dial to S is under way
+  auto start = steady::now();
+  caf::anon_send(a.connector, peer_up_atom::value, std::string{"B"}, local(b.port));
+  BOOST_REQUIRE_EQUAL(b.start({{"A", local(a.port)}}), "");
+  auto up = a.rec->wait("up", "B", 1, 3s);
+  BOOST_REQUIRE_MESSAGE(up, "B did not come up while A's dial to the silent peer was pending");
+  BOOST_TEST_MESSAGE("B up " << ms_since(start) - ms_since(up->at)
+                             << " ms after it was added, while S stayed silent");
+  check_exchange(a, b, 1);
+  BOOST_CHECK_EQUAL(a.rec->count("up", "S"), 0u);
 }
 
 int main(int argc, char** argv) {
