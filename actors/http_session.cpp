@@ -73,19 +73,6 @@ std::string describe(session_actor* self, const caf::error& error, caf::timespan
   return self->system().render(error);
 }
 
-/// A 307 to the leader if the client asked for it and the leader's HTTP address is known.
-std::optional<http::api_response> maybe_redirect(session_actor* self, const http::api_request& req,
-                                                 const propose_result& result) {
-  const auto& resolve = self->state.config.leader_http_url;
-  if (!req.redirect || !resolve || result.leader_id.empty() ||
-      (result.status != propose_status::not_leader && result.status != propose_status::no_leader))
-    return std::nullopt;
-  auto base = resolve(result.leader_id);
-  if (base.empty())
-    return std::nullopt;
-  return http::redirect_response(base + req.target, result.leader_id);
-}
-
 void handle_write(session_actor* self, uint64_t position, const http::api_request& req) {
   auto& st = self->state;
   auto write = std::get<http::write_request>(req.body);
@@ -95,10 +82,7 @@ void handle_write(session_actor* self, uint64_t position, const http::api_reques
   self->request(st.config.raft, timeout, propose_atom::value, write.command)
       .then(
           [=](const propose_result& result) {
-            if (auto redirect = maybe_redirect(self, req, result))
-              finish(self, position, true, std::move(*redirect));
-            else
-              finish(self, position, true, http::write_response(write, result));
+            finish(self, position, true, http::write_response(write, result));
           },
           [=](const caf::error& error) {
             finish(self, position, true,
@@ -133,8 +117,6 @@ void handle_get(session_actor* self, uint64_t position, const http::api_request&
               // The barrier guarantees the local copy has applied everything committed before the
               // read arrived, so the local get is linearizable.
               read_local(self, position, std::get<http::get_request>(req.body).key);
-            } else if (auto redirect = maybe_redirect(self, req, result)) {
-              finish(self, position, false, std::move(*redirect));
             } else {
               finish(self, position, false, http::read_barrier_response(result));
             }

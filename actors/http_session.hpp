@@ -42,10 +42,8 @@ struct http_session_config {
   caf::timespan write_timeout = std::chrono::seconds(5);
   /// For each step of a read (the barrier, then the local get).
   caf::timespan read_timeout = std::chrono::seconds(5);
+  /// For the status query of a request with `redirect=true` (the leader's advertised address).
   caf::timespan status_timeout = std::chrono::seconds(2);
-  /// Maps a leader id to the base URL of its HTTP API ("http://host:port"), or "" if unknown.
-  /// Only used for requests with `redirect=true`; empty function = never redirect.
-  std::function<std::string(const std::string& leader_id)> leader_http_url;
 };
 
 /// Called on a CAF worker thread; must not block (post to the connection's executor).

@@ -95,7 +95,6 @@ class connection : public std::enable_shared_from_this<connection> {
     config.client_id = client_id;
     config.write_timeout = opts.write_request_timeout;
     config.read_timeout = opts.read_request_timeout;
-    config.leader_http_url = opts.leader_http_url;
     // The sink owns the connection until the session actor exits (see notes §5: with only a
     // weak reference the connection would die while the actor works on its request).
     auto self = shared_from_this();

@@ -43,8 +43,6 @@ struct http_server_options {
   std::chrono::milliseconds read_request_timeout = std::chrono::seconds(5);
   /// Source of session client ids; seeded per process by the caller (see http_session.hpp).
   uint64_t client_id_seed = 0;
-  /// See http_session_config::leader_http_url.
-  std::function<std::string(const std::string&)> leader_http_url;
   /// Info-level events (listening, stopped) and warnings; may be empty.
   std::function<void(const std::string&)> log;
   /// One line per response ("http: 127.0.0.1:5555 GET /get?key=a -> 200"), called on I/O

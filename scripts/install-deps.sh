@@ -7,7 +7,8 @@ packages=(
   build-essential cmake g++ pkg-config
   libcaf-dev
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev libboost-test1.81-dev
-  curl iproute2 procps clang-format
+  curl procps clang-format
+  iproute2 nftables # network namespaces and silent drops for the partition tests
 )
 
 missing=()

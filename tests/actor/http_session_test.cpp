@@ -24,6 +24,16 @@ using release_atom = caf::atom_constant<caf::atom("release")>;
 struct raft_log_book {
   std::vector<kv_command> proposals;
   size_t reads = 0;
+  /// What the stub answers to status_atom (a lone leader unless a test says otherwise).
+  raft_status status = [] {
+    raft_status s;
+    s.id = "n1";
+    s.role = raft_role::leader;
+    s.term = 4;
+    s.leader_id = "n1";
+    s.members = {"n1"};
+    return s;
+  }();
 };
 
 struct stub_raft_state {
@@ -48,15 +58,7 @@ caf::behavior stub_raft(caf::stateful_actor<stub_raft_state>* self,
         self->state.held.push_back(self->make_response_promise());
         return caf::delegated<propose_result>{};
       },
-      [=](status_atom) {
-        raft_status status;
-        status.id = "n1";
-        status.role = raft_role::leader;
-        status.term = 4;
-        status.leader_id = "n1";
-        status.members = {"n1"};
-        return status;
-      },
+      [=](status_atom) { return self->state.book->status; },
       [=](release_atom, uint64_t which, const propose_result& result) {
         self->state.held.at(which).deliver(result);
       },
@@ -357,28 +359,38 @@ BOOST_AUTO_TEST_CASE(dead_raft_node_fails_requests_without_hanging) {
 }
 
 BOOST_AUTO_TEST_CASE(redirect_to_leader_when_asked_and_known) {
-  fixture f{[](http_session_config& c) {
-    c.leader_http_url = [](const std::string& id) {
-      return id == "n2" ? std::string{"http://127.0.0.1:8011"} : std::string{};
-    };
-  }};
+  fixture f;
+  // A follower that knows the leader and the HTTP address it advertises.
+  f.book->status.role = raft_role::follower;
+  f.book->status.leader_id = "n2";
+  f.book->status.leader_http = "127.0.0.1:8011";
   f.submit("POST", "/set?redirect=true", R"({"key":"k","value":"v","action":"set"})");
   f.submit("GET", "/get?key=a&redirect=1");
-  f.submit("GET", "/get?key=a&redirect=1");
-  f.submit("GET", "/get?key=a"); // no redirect asked
-  // Requests asking for a redirect first ask Raft for its status (the stub says it leads), so the
-  // plain read reaches Raft before them: held requests are the write, the plain read, then the
-  // two redirecting reads.
-  f.release(0, propose_result{propose_status::not_leader, 0, 2, "n2"});
-  f.release(1, propose_result{propose_status::not_leader, 0, 2, "n2"});
-  f.release(2, propose_result{propose_status::not_leader, 0, 2, "n2"});
-  f.release(3, propose_result{propose_status::not_leader, 0, 2, "n9"}); // address unknown
-  BOOST_REQUIRE(f.responses->size() == 4u);
+  f.submit("GET", "/get?key=a"); // no redirect asked: forwarded through Raft
+  BOOST_REQUIRE(f.responses->size() == 2u);
   BOOST_TEST(f.responses->at(0).status == 307u);
   BOOST_TEST(*f.responses->at(0).header("Location") == "http://127.0.0.1:8011/set?redirect=true");
   BOOST_TEST(f.responses->at(1).status == 307u);
   BOOST_TEST(*f.responses->at(1).header("Location") ==
              "http://127.0.0.1:8011/get?key=a&redirect=1");
-  BOOST_TEST(f.responses->at(2).status == 503u);
+  BOOST_TEST(f.book->proposals.empty());
+  BOOST_REQUIRE(f.book->reads == 1u);
+  f.release(0, ok_at(3));
+  BOOST_REQUIRE(f.responses->size() == 3u);
+  BOOST_TEST(f.responses->at(2).status == 200u);
+
+  // No leader known, or its address unknown: nothing to redirect to, the request goes through
+  // Raft and fails there like any other.
+  f.book->status.leader_id.clear();
+  f.book->status.leader_http.clear();
+  f.submit("GET", "/get?key=a&redirect=1");
+  f.book->status.leader_id = "n9";
+  f.submit("POST", "/set?redirect=1", R"({"key":"k","value":"v","action":"set"})");
+  BOOST_REQUIRE(f.book->reads == 2u);
+  f.release(1, propose_result{propose_status::no_leader, 0, 4, ""});
+  BOOST_REQUIRE(f.book->proposals.size() == 1u); // the write waited for the read before it
+  f.release(2, propose_result{propose_status::not_leader, 0, 4, "n9"});
+  BOOST_REQUIRE(f.responses->size() == 5u);
   BOOST_TEST(f.responses->at(3).status == 503u);
+  BOOST_TEST(f.responses->at(4).status == 503u);
 }

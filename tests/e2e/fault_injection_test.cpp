@@ -1,21 +1,32 @@
 // Fault injection against real infinitystore processes, checked for linearizability.
 //
-// Each test case starts a static cluster (3 and 5 nodes) on free 127.0.0.1 ports with temporary
-// data directories, runs a few client threads doing set / delete / linearizable get on a handful
-// of keys against random nodes over real HTTP (Boost.Beast, one connection per client thread,
-// a short socket timeout), and meanwhile injects faults on a schedule derived from a printed
-// seed: kill -9 of the leader (restarted 1-2 s later on the same ports and data dir), kill -9 of
-// a follower (same), kill -9 of the leader and a follower at once (a majority of 3 nodes, a
-// minority of 5), SIGSTOP of the leader for 2-3 s then SIGCONT. No network partitions yet.
-// Afterwards every node runs, the test waits (bounded) until the cluster serves again, reads every
-// key on every node, checks the whole history with the Wing & Gong / Lowe checker
-// (tests/support/linearizability.hpp), and checks that every node's own copy converges to the same
-// final value of every key.
+// Each test case starts a static cluster (3 and 5 nodes) with temporary data directories, runs a
+// few client threads doing set / delete / linearizable get on a handful of keys against random
+// nodes over real HTTP (Boost.Beast, one connection per client thread, a short socket timeout),
+// and meanwhile injects faults on a schedule derived from a printed seed.
+//
+// Suite `processes` (nodes on free 127.0.0.1 ports): kill -9 of the leader (restarted 1-2 s later
+// on the same ports and data dir), kill -9 of a follower (same), kill -9 of the leader and a
+// follower at once (a majority of 3 nodes, a minority of 5), SIGSTOP of the leader for 2-3 s.
+//
+// Suite `partitions` (root only: each node in its own network namespace, tests/support/netns_lab):
+// the same process faults, and two times in three a network fault for 2-5 s, all silent drops by
+// nftables: the leader alone (the clients still reach it, or not), a follower alone, the leader
+// in the minority half, the leader cut from one follower while both reach the rest, the leader's
+// outgoing packets dropped while it still receives, 30% loss on every link between nodes. Without
+// the privilege it prints "PARTITION TESTS SKIPPED: <why>" and CTest reports the test skipped.
+//
+// Afterwards every node runs and the network is whole, the test waits (bounded) until the cluster
+// serves again, reads every key on every node, checks the whole history with the Wing & Gong /
+// Lowe checker (tests/support/linearizability.hpp), and checks that every node's own copy
+// converges to the same final value of every key.
 //
 // Environment:
 //   FAULT_SEED=N         reproduce a run (the seed is printed; case k uses seed N + k)
-//   FAULT_DURATION_S=S   length of the fault phase of each case (default 20; e.g. 1800 for a
-//                        long run)
+//   FAULT_DURATION_S=S   length of the fault phase of each case (default 20; the README's long
+//                        run uses 1800)
+//   FAULT_KEY_EPOCH_S=S  the clients move to fresh keys every S seconds (default 30), so each
+//                        key's history stays short enough to check however long the run
 //   FAULT_KEEP_TMP=1     keep the data dirs and node logs even when the case passes
 //   FAULT_STALE_READS=1  self-check of the test: every get uses consistency=stale, which the
 //                        checker should reject (expect this run to fail)
@@ -534,6 +545,9 @@ std::string describe(const std::vector<planned_fault>& schedule) {
   return out.str();
 }
 
+/// FAULT_SEED, or a random one (printed); case k of the binary uses base_seed() + k.
+uint64_t base_seed();
+
 // -- the scenario
 // ----------------------------------------------------------------------------------
 
@@ -579,8 +593,9 @@ class scenario {
   void run() {
     auto schedule = make_schedule(seed_, duration_ms_, network_);
     say("case: ", n_, " nodes, ", clients_, " clients, ", key_count_, " keys (fresh ones every ",
-        key_epoch_ms_ / 1000, " s), seed ", seed_, " (FAULT_SEED=", seed_,
-        " reproduces), fault phase ", duration_ms_ / 1000, " s, tmp ", tmp_);
+        key_epoch_ms_ / 1000, " s), seed ", seed_, " (FAULT_SEED=", base_seed(), " plus ",
+        seed_ - base_seed(), " for this case: rerun it with FAULT_SEED=", base_seed(),
+        "), fault phase ", duration_ms_ / 1000, " s, tmp ", tmp_);
     std::cout << "schedule (" << schedule.size() << " faults):\n" << describe(schedule);
     schedule_text_ = describe(schedule);
 
