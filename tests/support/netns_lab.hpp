@@ -25,7 +25,7 @@ namespace infinity::test {
 class netns_lab {
  public:
   /// Why no lab can be built on this machine (no root, no ip/nft, namespaces or nftables not
-  /// supported), or nullopt when it can. Creates and deletes a probe namespace.
+  /// supported), or nullopt when it can. Builds and tears down a one-node lab to find out.
   static std::optional<std::string> unavailable();
 
   /// Builds the hub and `nodes` node namespaces (names prefixed with `tag` and this process's id)
