@@ -188,17 +188,25 @@ append_entries make_append(const std::string& from, uint64_t term) {
   return x;
 }
 
-uint16_t free_port() {
+/// A listening socket on a free 127.0.0.1 port.
+int listen_on_loopback(int backlog, uint16_t& port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   BOOST_REQUIRE(fd >= 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  BOOST_REQUIRE(::listen(fd, backlog) == 0);
   socklen_t len = sizeof(addr);
   BOOST_REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
+uint16_t free_port() {
+  uint16_t port = 0;
+  ::close(listen_on_loopback(1, port));
+  return port;
 }
 
 std::string local(uint16_t port) {
@@ -305,16 +313,11 @@ struct silent_listener {
   uint16_t port = 0;
 
   silent_listener() {
-    listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    BOOST_REQUIRE(listen_fd >= 0);
+    listen_fd = listen_on_loopback(0, port);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    BOOST_REQUIRE(::listen(listen_fd, 0) == 0);
-    socklen_t len = sizeof(addr);
-    BOOST_REQUIRE(::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port = ntohs(addr.sin_port);
+    addr.sin_port = htons(port);
     // Never accepted: these fill the queue (a backlog of 0 holds one).
     for (int k = 0; k < 3; ++k) {
       int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -714,16 +717,8 @@ BOOST_AUTO_TEST_CASE(child_process_frozen_killed_and_restarted) {
 }
 
 BOOST_AUTO_TEST_CASE(connect_with_timeout_connects_refuses_and_gives_up) {
-  int server = ::socket(AF_INET, SOCK_STREAM, 0);
-  BOOST_REQUIRE(server >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(::bind(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  BOOST_REQUIRE(::listen(server, 8) == 0);
-  socklen_t len = sizeof(addr);
-  BOOST_REQUIRE(::getsockname(server, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  auto open_port = ntohs(addr.sin_port);
+  uint16_t open_port = 0;
+  int server = listen_on_loopback(8, open_port);
 
   auto fd = connect_with_timeout("127.0.0.1", open_port, 1000ms);
   BOOST_REQUIRE(fd);
