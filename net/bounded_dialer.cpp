@@ -35,40 +35,34 @@ int connect_one(const addrinfo& ai, steady::time_point deadline, std::string& wh
     why = std::string{"socket: "} + std::strerror(errno);
     return -1;
   }
-  if (::connect(fd, ai.ai_addr, ai.ai_addrlen) == 0)
-    return fd;
-  if (errno != EINPROGRESS) {
-    why = std::strerror(errno);
+  auto fail = [&](std::string what) {
+    why = std::move(what);
     ::close(fd);
     return -1;
-  }
+  };
+  if (::connect(fd, ai.ai_addr, ai.ai_addrlen) == 0)
+    return fd;
+  if (errno != EINPROGRESS)
+    return fail(std::strerror(errno));
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
-    if (left.count() <= 0) {
-      why = "timed out";
-      ::close(fd);
-      return -1;
-    }
+    if (left.count() <= 0)
+      return fail("timed out");
     pollfd p{fd, POLLOUT, 0};
     int n = ::poll(&p, 1, static_cast<int>(left.count()));
     if (n < 0 && errno == EINTR)
       continue;
-    if (n < 0) {
-      why = std::string{"poll: "} + std::strerror(errno);
-      ::close(fd);
-      return -1;
-    }
+    if (n < 0)
+      return fail(std::string{"poll: "} + std::strerror(errno));
     if (n == 0)
       continue; // the deadline check above ends it
     int err = 0;
     socklen_t len = sizeof err;
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
       err = errno;
-    if (err == 0)
-      return fd;
-    why = std::strerror(err);
-    ::close(fd);
-    return -1;
+    if (err != 0)
+      return fail(std::strerror(err));
+    return fd;
   }
 }
 
