@@ -679,16 +679,15 @@ class scenario {
       if (is_network(pf.kind)) {
         lab_->heal();
         say("  healed the network");
-      }
-      for (auto t : targets) {
-        if (is_network(pf.kind))
-          continue;
-        if (pf.kind == fault_kind::stop_leader) {
-          c.sigcont(t);
-          say("  SIGCONT ", c.at(t).id);
-        } else {
-          c.start(t);
-          say("  restarted ", c.at(t).id, " (pid ", c.at(t).pid, ")");
+      } else {
+        for (auto t : targets) {
+          if (pf.kind == fault_kind::stop_leader) {
+            c.sigcont(t);
+            say("  SIGCONT ", c.at(t).id);
+          } else {
+            c.start(t);
+            say("  restarted ", c.at(t).id, " (pid ", c.at(t).pid, ")");
+          }
         }
       }
       if (!served) {
@@ -880,7 +879,7 @@ class scenario {
   /// Every key any client may have used so far.
   std::vector<std::string> all_keys() const {
     std::vector<std::string> keys;
-    for (uint64_t e = 0; e <= current_epoch(); ++e)
+    for (uint64_t e = 0, last = current_epoch(); e <= last; ++e)
       for (std::size_t k = 0; k < key_count_; ++k)
         keys.push_back(key_name(e, k));
     return keys;

@@ -38,7 +38,6 @@ class netns_lab {
   /// running in them keep them alive: kill the nodes first.
   ~netns_lab();
 
-  std::size_t size() const { return nodes_; }
   /// 10.77.0.(i + 1): node i's address, 0-based.
   static std::string node_address(std::size_t i);
   static std::string hub_address() { return "10.77.0.254"; }
