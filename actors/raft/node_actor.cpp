@@ -261,7 +261,7 @@ void raft_node::become_pre_candidate() {
   request_vote request{config_.id, term_ + 1, log_.last_index(), log_.last_term(), true};
   for (const auto& [member, address] : members_)
     if (member != config_.id)
-      send_to(member, request);
+      send_vote_request(member, request);
   record_vote(config_.id, true);
 }
 
@@ -281,7 +281,7 @@ void raft_node::become_candidate() {
   request_vote request{config_.id, term_, log_.last_index(), log_.last_term(), false};
   for (const auto& [member, address] : members_)
     if (member != config_.id)
-      send_to(member, request);
+      send_vote_request(member, request);
   if (self_vote_seq_ <= durable_seq_)
     record_vote(config_.id, true);
 }
@@ -488,6 +488,8 @@ void raft_node::handle_append_entries(append_entries& request) {
 // -- replication: leader side --------------------------------------------------------------------
 
 void raft_node::send_append(const std::string& peer, bool heartbeat) {
+  if (!hard_state_durable())
+    return; // on_persisted sends once the term is durable
   auto& progress = progress_.at(peer);
   append_entries request;
   request.from = config_.id;
@@ -1110,6 +1112,15 @@ void raft_node::queue_hard_state() {
   queued_.has_hard_state = true;
   queued_.state = hard_state{term_, voted_for_};
   queued_dirty_ = true;
+  hard_state_seq_ = required_seq();
+}
+
+bool raft_node::hard_state_durable() const {
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::send_before_term_durable)
+    return true;
+#endif
+  return hard_state_seq_ <= durable_seq_;
 }
 
 void raft_node::queue_truncate(uint64_t from) {
@@ -1157,6 +1168,7 @@ void raft_node::maybe_persist() {
 void raft_node::on_persisted(uint64_t seq) {
   RAFT_INVARIANT(seq == sent_seq_ && persist_in_flight_,
                  "unexpected persisted seq " + std::to_string(seq));
+  const bool hard_state_was_durable = hard_state_durable();
   persist_in_flight_ = false;
   durable_seq_ = seq;
   durable_last_index_ = inflight_last_index_;
@@ -1175,10 +1187,17 @@ void raft_node::on_persisted(uint64_t seq) {
       deferred_actions_.emplace_back(required, std::move(action));
   }
   if (role_ == raft_role::candidate && self_vote_seq_ <= durable_seq_ &&
-      votes_.count(config_.id) == 0)
+      votes_.count(config_.id) == 0) {
     record_vote(config_.id, true);
-  else if (role_ == raft_role::leader)
+  } else if (role_ == raft_role::leader) {
+    if (!hard_state_was_durable && hard_state_durable()) {
+      // Elected on the others' votes while our own term was still on its way to disk: only
+      // now may the term's first appends and heartbeats go out.
+      broadcast_appends(false);
+      send_heartbeats();
+    }
     maybe_commit();
+  }
 }
 
 void raft_node::send_after_durable(const std::string& to, caf::message message) {
@@ -1195,8 +1214,22 @@ void raft_node::send_after_durable(const std::string& to, caf::message message) 
   deferred_.push_back(deferred_send{seq, to, std::move(message)});
 }
 
+void raft_node::send_vote_request(const std::string& to, const request_vote& request) {
+  // The one message of a term that may leave before the term is durable: our own vote counts
+  // only once durable, so if we crash first we come back in the older term having cast no vote
+  // that anyone counted, and the votes granted to us stay durable with their voters. Waiting for
+  // the disk here would only slow every election by one sync.
+  if (auto i = peers_.find(to); i != peers_.end())
+    self_->send(i->second, request);
+}
+
 template <class... Ts>
 void raft_node::send_to(const std::string& to, Ts&&... xs) {
+  if (!hard_state_durable()) {
+    deferred_.push_back(
+        deferred_send{hard_state_seq_, to, caf::make_message(std::forward<Ts>(xs)...)});
+    return;
+  }
   if (auto i = peers_.find(to); i != peers_.end())
     self_->send(i->second, std::forward<Ts>(xs)...);
 }

@@ -96,6 +96,10 @@ struct raft_config {
     ack_before_durable,
     /// Followers answer reads from their own state without asking the leader.
     stale_follower_reads,
+    /// Send messages of a term (appends, heartbeats, votes) before that term and the vote are
+    /// durable: a leader that crashes before its sync can win the same term again and write
+    /// different entries under (index, term) pairs a follower already holds.
+    send_before_term_durable,
   };
   mutation broken = mutation::none;
 #endif
@@ -254,14 +258,20 @@ class raft_node {
   void queue_truncate(uint64_t from);
   void queue_append(const log_entry& entry);
   uint64_t required_seq() const;
+  /// Whether the current term and vote are durable. Nothing that carries a term may leave the
+  /// node before: after a crash it would come back in an older term and could act in this one
+  /// again, differently.
+  bool hard_state_durable() const;
   void maybe_persist();
   void on_persisted(uint64_t seq);
   void maybe_apply();
   void on_applied(uint64_t index);
   void advance_commit(uint64_t index);
   void send_after_durable(const std::string& to, caf::message message);
+  /// Sends once the current term and vote are durable (at once if they are).
   template <class... Ts>
   void send_to(const std::string& to, Ts&&... xs);
+  void send_vote_request(const std::string& to, const request_vote& request);
 
   void reset_election_timer();
   bool in_lease() const;
@@ -304,6 +314,8 @@ class raft_node {
   uint64_t durable_seq_ = 0;
   uint64_t inflight_last_index_ = 0;
   uint64_t durable_last_index_ = 0;
+  /// The persist request that makes the current term and vote durable.
+  uint64_t hard_state_seq_ = 0;
   std::vector<deferred_send> deferred_;
   /// Actions (such as answering a join reset) that wait for durability, like `deferred_`.
   std::vector<std::pair<uint64_t, std::function<void()>>> deferred_actions_;

@@ -33,7 +33,7 @@ caf::behavior storage_impl(caf::stateful_actor<storage_state>* self,
         st.waiting.emplace_back(request.seq, promise);
         if (!st.sync_scheduled) {
           st.sync_scheduled = true;
-          self->delayed_send(self, st.sync_delay(), sync_atom::value);
+          self->delayed_send(self, st.sync_delay(request), sync_atom::value);
         }
         return promise;
       },

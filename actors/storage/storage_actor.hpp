@@ -18,7 +18,7 @@
 namespace infinity {
 
 /// Returns the delay before a write becomes durable; null means "sync at once, inline".
-using sync_delay_fn = std::function<caf::timespan()>;
+using sync_delay_fn = std::function<caf::timespan(const persist_request&)>;
 
 caf::actor spawn_storage_actor(caf::actor_system& system, std::shared_ptr<storage_backend> backend,
                                sync_delay_fn sync_delay, bool detached);

@@ -50,7 +50,8 @@ std::string ms(caf::timespan t) {
 
 struct link_state {
   uint64_t next_id = 0;
-  std::map<uint64_t, caf::message> in_flight;
+  /// Messages on the wire, with the sender's incarnation when they left it.
+  std::map<uint64_t, std::pair<caf::message, uint64_t>> in_flight;
   static inline const char* name = "sim_link";
 };
 
@@ -67,7 +68,7 @@ caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, siz
     int copies = chance(rng, faults.duplicate_probability) ? 2 : 1;
     for (int i = 0; i < copies; ++i) {
       auto id = ++self->state.next_id;
-      self->state.in_flight.emplace(id, message);
+      self->state.in_flight.emplace(id, std::make_pair(message, net->incarnation(from)));
       auto span = (faults.max_delay - faults.min_delay).count();
       auto delay =
           faults.min_delay + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
@@ -117,10 +118,13 @@ caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, siz
         auto i = self->state.in_flight.find(id);
         if (i == self->state.in_flight.end())
           return;
-        auto message = std::move(i->second);
+        auto [message, sender_incarnation] = std::move(i->second);
         self->state.in_flight.erase(i);
         // A partition that started while the message was in flight loses it too.
         if (!net->link_up(from, to))
+          return;
+        if ((sender_incarnation != net->incarnation(from) || !net->alive(from)) &&
+            chance(net->rng(), net->faults().lose_in_flight_on_crash))
           return;
         auto target = net->current_handle(to);
         if (!target)
@@ -447,7 +451,18 @@ void cluster::spawn_node(size_t index) {
   auto recovered = slot.disk->recover();
   auto max_sync = opts_.faults.max_sync_delay;
   slot.storage = spawn_storage_actor(
-      *system_, slot.disk, [this, max_sync] { return random_between(caf::timespan{0}, max_sync); },
+      *system_, slot.disk,
+      [this, index, max_sync](const persist_request& request) {
+        auto delay = random_between(caf::timespan{0}, max_sync);
+        // Replacing the hard state costs a rename and directory syncs besides the data sync,
+        // so term and vote changes are the writes most exposed to a slow disk.
+        auto slow = request.has_hard_state ? opts_.faults.slow_hard_state_sync_probability
+                                           : opts_.faults.slow_sync_probability;
+        if (chance(rng_, slow))
+          delay = random_between(max_sync, opts_.faults.max_slow_sync_delay);
+        auto stalled_until = nodes_[index].disk_stalled_until;
+        return stalled_until > now() ? delay + (stalled_until - now()) : delay;
+      },
       false);
   auto incarnation = slot.incarnation;
   slot.kv = spawn_kv_actor(*system_, [this, index,
@@ -490,7 +505,28 @@ caf::timespan cluster::now() const {
   return sched_->clock().now().time_since_epoch();
 }
 
+void cluster::cancel_scheduled_faults() {
+  scheduled_reboots_.clear();
+}
+
+void cluster::run_scheduled_reboots() {
+  for (size_t i = 0; i < scheduled_reboots_.size();) {
+    auto [when, node] = scheduled_reboots_[i];
+    if (when > now()) {
+      ++i;
+      continue;
+    }
+    scheduled_reboots_.erase(scheduled_reboots_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (!nodes_[node].alive)
+      continue;
+    crash(node);
+    restart(node);
+  }
+}
+
 bool cluster::step() {
+  if (!scheduled_reboots_.empty())
+    run_scheduled_reboots();
   if (sched_->has_job()) {
     auto& job = sched_->next_job<caf::scheduled_actor>();
     if (auto* element = job.mailbox().peek()) {
@@ -525,6 +561,8 @@ void cluster::run_for(caf::timespan duration) {
 }
 
 void cluster::record(std::string line) {
+  if (dump_trace_)
+    std::cerr << ms(now()) << " # " << line << "\n";
   trace_.push_back(trace_event{now(), "event", caf::message{}, std::move(line)});
   while (trace_.size() > opts_.trace_capacity)
     trace_.pop_front();
@@ -628,9 +666,15 @@ void cluster::crash(size_t node) {
   auto& slot = nodes_[node];
   if (!slot.alive)
     return;
+  // What the node handed to its links before dying is on the wire, stamped with this life.
+  for (size_t to = 0; to < nodes_.size(); ++to)
+    if (to != node)
+      while (sched_->prioritize(links_[node][to]))
+        sched_->run_once();
   record("fault: crash " + slot.id);
-  slot.alive = false;
   slot.disk->crash();
+  forget_entries_lost_with(node);
+  slot.alive = false;
   check_durable_promises(node);
   for (auto* a : {&slot.raft, &slot.kv, &slot.storage}) {
     caf::anon_send_exit(*a, caf::exit_reason::kill);
@@ -639,6 +683,44 @@ void cluster::crash(size_t node) {
       sched_->run_once();
     *a = caf::actor{};
   }
+}
+
+void cluster::forget_entries_lost_with(size_t crashed) {
+  // An entry that existed only in the memory of a node that crashed before syncing it never
+  // existed as far as Raft is concerned: the node may create another entry with the same index
+  // and term after it restarts (its term was not durable either, so nothing of that term left
+  // it). Only entries some other node or disk still holds keep their identity for the log
+  // matching check. Entries still travelling on a link come back when they are delivered.
+  const auto& log = node(crashed).log();
+  const auto& durable = nodes_[crashed].disk->durable().entries;
+  auto holds = [](const std::vector<log_entry>& entries, uint64_t index, uint64_t term) {
+    return entries.size() >= index && entries[index - 1].term == term;
+  };
+  for (uint64_t index = 1; index <= log.last_index(); ++index) {
+    auto term = log.term_at(index);
+    if (holds(durable, index, term))
+      continue;
+    bool held_elsewhere = false;
+    for (size_t other = 0; other < nodes_.size() && !held_elsewhere; ++other) {
+      if (other == crashed)
+        continue;
+      held_elsewhere = nodes_[other].alive
+                           ? node(other).log().matches(index, term)
+                           : holds(nodes_[other].disk->durable().entries, index, term);
+    }
+    if (!held_elsewhere)
+      chain_of_entry_.erase(std::make_pair(index, term));
+  }
+}
+
+void cluster::restore_link(size_t from, size_t to) {
+  cut_links_.erase({from, to});
+  record("fault: restore " + nodes_[from].id + "->" + nodes_[to].id);
+}
+
+void cluster::stall_disk(size_t node, caf::timespan duration) {
+  nodes_[node].disk_stalled_until = now() + duration;
+  record("fault: stall disk of " + nodes_[node].id + " for " + ms(duration));
 }
 
 void cluster::restart(size_t node) {
@@ -847,6 +929,12 @@ void cluster::check() {
       slot.last_commit = 0;
       continue;
     }
+    if (n.role() == raft_role::leader && slot.led_term != n.term()) {
+      slot.led_term = n.term();
+      if (chance(rng_, opts_.faults.reboot_new_leader_probability))
+        scheduled_reboots_.emplace_back(
+            now() + random_between(caf::timespan{0}, opts_.faults.max_new_leader_reboot_delay), i);
+    }
     if (n.role() == raft_role::leader) {
       auto [it, inserted] = leader_of_term_.emplace(n.term(), slot.id);
       if (!inserted && it->second != slot.id)
@@ -925,6 +1013,11 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   // Real disks take up to tens of milliseconds to sync; a long window makes crashes that lose
   // unsynced writes likely enough to matter.
   o.faults.max_sync_delay = pick_ms(0, meta() % 2 ? 5 : 40);
+  o.faults.slow_sync_probability = meta() % 2 ? pick(0.0, 0.05) : 0.0;
+  o.faults.slow_hard_state_sync_probability = meta() % 2 ? pick(0.0, 0.5) : 0.0;
+  o.faults.max_slow_sync_delay = pick_ms(50, 1000);
+  o.faults.lose_in_flight_on_crash = pick(0.0, 1.0);
+  o.faults.reboot_new_leader_probability = meta() % 2 ? pick(0.0, 0.5) : 0.0;
 #ifdef INFINITYSTORE_TESTING
   o.base_config.broken = run_options.broken;
 #else
@@ -933,7 +1026,12 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   std::ostringstream setup;
   setup << "seed " << seed << ": " << o.nodes << " nodes, drop " << o.faults.drop_probability
         << ", duplicate " << o.faults.duplicate_probability << ", delay up to "
-        << ms(o.faults.max_delay) << ", sync up to " << ms(o.faults.max_sync_delay);
+        << ms(o.faults.max_delay) << ", sync up to " << ms(o.faults.max_sync_delay) << " ("
+        << o.faults.slow_sync_probability << " of syncs, "
+        << o.faults.slow_hard_state_sync_probability << " of hard state syncs up to "
+        << ms(o.faults.max_slow_sync_delay) << "), in-flight loss on crash "
+        << o.faults.lose_in_flight_on_crash << ", new leaders rebooted "
+        << o.faults.reboot_new_leader_probability;
 
   std::unique_ptr<cluster> c;
   try {
@@ -947,7 +1045,10 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     while (c->now() < end) {
       c->run_for(pick_ms(20, 500));
       auto n = c->size();
-      switch (meta() % 13) {
+      auto leader_or_any = [&] {
+        return meta() % 2 == 0 && c->leader() ? *c->leader() : meta() % n;
+      };
+      switch (meta() % 16) {
       case 0:
       case 1: {
         std::set<size_t> side;
@@ -961,9 +1062,11 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         if (auto l = c->leader())
           c->isolate(*l);
         break;
-      case 3:
-        c->cut(meta() % n, (meta() % (n - 1) + 1 + 0) % n);
+      case 3: {
+        auto from = meta() % n;
+        c->cut(from, (from + 1 + meta() % (n - 1)) % n);
         break;
+      }
       case 4:
       case 5:
       case 6:
@@ -971,19 +1074,34 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         break;
       case 7:
       case 8:
-      case 9: {
-        auto victim = meta() % 2 == 0 && c->leader() ? *c->leader() : meta() % n;
-        c->crash(victim);
+      case 9:
+        c->crash(leader_or_any());
         ++result.crashes;
         break;
-      }
-      default: {
+      case 10:
+      case 11:
+      case 12: {
         std::vector<size_t> dead;
         for (size_t i = 0; i < n; ++i)
           if (!c->alive(i))
             dead.push_back(i);
         if (!dead.empty())
           c->restart(dead[meta() % dead.size()]);
+        break;
+      }
+      case 13:
+      case 14:
+        // A slow or hung fsync while the network works: the node keeps voting, leading and
+        // taking writes, none of which may count before the disk catches up.
+        c->stall_disk(leader_or_any(), pick_ms(20, 1500));
+        break;
+      default: {
+        // kill -9 and an immediate restart by a supervisor: the node comes back before anyone
+        // else noticed, from whatever its disk had synced.
+        auto victim = leader_or_any();
+        c->crash(victim);
+        c->restart(victim);
+        ++result.crashes;
         break;
       }
       }
@@ -994,6 +1112,8 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     c->heal();
     c->faults().drop_probability = 0;
     c->faults().duplicate_probability = 0;
+    c->faults().reboot_new_leader_probability = 0;
+    c->cancel_scheduled_faults();
     for (size_t i = 0; i < c->size(); ++i)
       c->restart(i);
     if (!c->run_until([&] { return c->converged(); }, std::chrono::seconds(30)))

@@ -40,6 +40,20 @@ struct fault_options {
   caf::timespan max_delay = std::chrono::milliseconds(5);
   /// Upper bound of the simulated fsync latency.
   caf::timespan max_sync_delay = std::chrono::milliseconds(2);
+  /// Real fsync latency has a long tail: this fraction of syncs takes up to `max_slow_sync_delay`.
+  double slow_sync_probability = 0.0;
+  /// The same for syncs that carry a new term or vote.
+  double slow_hard_state_sync_probability = 0.0;
+  /// A node that loses power takes with it what it had sent but the network had not delivered
+  /// yet: each such message is lost with this probability (a crash in the middle of a
+  /// broadcast reaches some peers and not others).
+  double lose_in_flight_on_crash = 0.0;
+  /// A new leader is killed and restarted at once, within `max_new_leader_reboot_delay` of its
+  /// election, with this probability: a crash right after an election, the moment when what a
+  /// node has made durable matters most.
+  double reboot_new_leader_probability = 0.0;
+  caf::timespan max_new_leader_reboot_delay = std::chrono::milliseconds(60);
+  caf::timespan max_slow_sync_delay = std::chrono::milliseconds(500);
 };
 
 /// A client operation's outcome as the client saw it.
@@ -103,15 +117,22 @@ class cluster {
   fault_options& faults() { return opts_.faults; }
   /// Cuts the link from -> to (one way).
   void cut(size_t from, size_t to);
+  /// Undoes `cut(from, to)` and nothing else.
+  void restore_link(size_t from, size_t to);
   void isolate(size_t node);
   /// Splits the nodes into two sides that cannot talk to each other.
   void partition(const std::set<size_t>& side);
   void heal();
+  /// Drops reboots that reactive faults scheduled but did not run yet.
+  void cancel_scheduled_faults();
   void crash(size_t node);
   void restart(size_t node);
   bool alive(size_t node) const { return nodes_[node].alive; }
-  /// Delays or blocks every sync of one node's disk (to build paper scenarios).
-  void set_disk_stalled(size_t node, bool stalled);
+  uint64_t incarnation(size_t node) const { return nodes_[node].incarnation; }
+  /// Stalls one node's disk for `duration` from now: no sync completes before it ends, while
+  /// the node's network keeps working (a slow or hung fsync). A crash meanwhile loses everything
+  /// written since the last completed sync.
+  void stall_disk(size_t node, caf::timespan duration);
 
   // -- clients ---------------------------------------------------------------------------------
 
@@ -183,9 +204,12 @@ class cluster {
     caf::actor kv;
     caf::actor storage;
     bool alive = false;
-    bool disk_stalled = false;
+    /// Simulated time until which no sync of this node's disk completes.
+    caf::timespan disk_stalled_until{0};
     uint64_t incarnation = 0;
     std::vector<applied_record> applied;
+    /// The last term this node was seen leading (for reactive faults).
+    uint64_t led_term = 0;
     // Checker mirrors.
     std::vector<uint64_t> chain; // chain[i] = hash of the log prefix up to index i+1
     uint64_t last_commit = 0;
@@ -196,6 +220,7 @@ class cluster {
   };
 
   void check_durable_promises(size_t node);
+  void forget_entries_lost_with(size_t crashed);
   /// A node started alone that has not joined the main cluster yet.
   bool is_lone(size_t index);
 
@@ -215,6 +240,9 @@ class cluster {
   /// links_[from][to]: the actor that carries from's messages to `to`.
   std::vector<std::vector<caf::actor>> links_;
   std::set<std::pair<size_t, size_t>> cut_links_;
+  /// Reboots decided by reactive faults: (when, node).
+  std::vector<std::pair<caf::timespan, size_t>> scheduled_reboots_;
+  void run_scheduled_reboots();
   caf::actor client_;
   std::vector<proposal_record> proposals_;
   std::vector<proposal_record> joins_;

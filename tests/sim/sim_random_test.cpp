@@ -63,3 +63,8 @@ BOOST_AUTO_TEST_CASE(checkers_catch_votes_ignoring_logs) {
 BOOST_AUTO_TEST_CASE(checkers_catch_acks_before_durable) {
   expect_caught(raft_config::mutation::ack_before_durable, "acknowledge before fsync");
 }
+
+BOOST_AUTO_TEST_CASE(checkers_catch_sends_before_the_term_is_durable) {
+  expect_caught(raft_config::mutation::send_before_term_durable,
+                "a leader acting before its term is durable");
+}

@@ -124,6 +124,81 @@ std::string run_figure_8(raft_config::mutation broken) {
   return {};
 }
 
+/// The reviewer's divergence on five nodes: a node is elected while its own disk is stalled, so
+/// its term and vote are not durable yet; its first write reaches one follower; it crashes,
+/// restarts in the older term, wins the same term again from the voters that still remember
+/// voting for it, and writes a second value at the same index. If the first life sent anything
+/// of that term, two different entries now share one (index, term), which Raft's "already have
+/// it" check on the follower cannot tell apart. Returns the checker's complaint, or "".
+std::string run_leader_acting_before_its_term_is_durable(raft_config::mutation broken) {
+  auto o = calm_options(5, 77);
+  o.base_config.broken = broken;
+  cluster c(o);
+  try {
+    auto first = wait_for_leader(c);
+    c.propose(first, "x", "initial");
+    BOOST_REQUIRE_MESSAGE(c.run_until([&] { return committed_everywhere(c, 2); }, 2s),
+                          c.describe_nodes());
+    auto old_term = c.node(first).term();
+
+    // Only A can gather a majority from now on: the first leader is down and the other followers
+    // cannot reach each other.
+    size_t a = (first + 1) % 5;
+    std::vector<size_t> others;
+    for (size_t i = 0; i < 5; ++i)
+      if (i != first && i != a)
+        others.push_back(i);
+    c.crash(first);
+    for (auto from : others)
+      for (auto to : others)
+        if (from != to)
+          c.cut(from, to);
+    c.stall_disk(a, 30s);
+    BOOST_REQUIRE_MESSAGE(c.run_until(
+                              [&] {
+                                auto l = c.leader();
+                                return l && *l == a && c.node(a).term() > old_term;
+                              },
+                              5s),
+                          "A was not elected\n"
+                              << c.describe_nodes());
+    auto term = c.node(a).term();
+    BOOST_REQUIRE_LT(c.disk(a).durable().state.term, term); // elected on the others' votes
+
+    // A's first write may reach one follower only.
+    c.cut(a, others[1]);
+    c.cut(a, others[2]);
+    c.propose(a, "x", "first-life");
+    c.run_for(50ms);
+    c.crash(a); // the stalled disk loses the term, the vote and the entry
+    c.stall_disk(a, caf::timespan{0});
+    c.restore_link(a, others[1]);
+    c.restore_link(a, others[2]);
+    // The follower holding the first write does not get to tell A about it (its refusal would
+    // carry the newer term and end A's campaign).
+    c.cut(others[0], a);
+    c.restart(a);
+    BOOST_REQUIRE_LT(c.node(a).term(), term);
+
+    // A wins the same term again from the two followers that voted for it, and writes again.
+    BOOST_REQUIRE_MESSAGE(c.run_until(
+                              [&] {
+                                auto l = c.leader();
+                                return l && *l == a;
+                              },
+                              5s),
+                          "A was not re-elected\n"
+                              << c.describe_nodes());
+    BOOST_REQUIRE_EQUAL(c.node(a).term(), term);
+    c.propose(a, "x", "second-life");
+    c.run_for(500ms);
+    heal_and_converge(c);
+  } catch (const check_failure& failure) {
+    return failure.what();
+  }
+  return {};
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(raft_paper_scenarios)
@@ -131,6 +206,19 @@ BOOST_AUTO_TEST_SUITE(raft_paper_scenarios)
 BOOST_AUTO_TEST_CASE(figure_8_correct_raft_stays_safe) {
   auto complaint = run_figure_8(raft_config::mutation::none);
   BOOST_TEST(complaint.empty(), "unexpected violation: " << complaint);
+}
+
+// Issue 8, bug 1: nothing of a term may leave a node before the term and the vote are durable.
+BOOST_AUTO_TEST_CASE(leader_elected_on_a_stalled_disk_waits_for_its_term_to_be_durable) {
+  auto complaint = run_leader_acting_before_its_term_is_durable(raft_config::mutation::none);
+  BOOST_TEST(complaint.empty(), "unexpected violation: " << complaint);
+}
+
+BOOST_AUTO_TEST_CASE(leader_sending_before_its_term_is_durable_is_caught) {
+  auto complaint =
+      run_leader_acting_before_its_term_is_durable(raft_config::mutation::send_before_term_durable);
+  BOOST_TEST(!complaint.empty(), "the checkers missed a leader acting before its term is durable");
+  std::cout << "send before the term is durable: " << complaint << std::endl;
 }
 
 BOOST_AUTO_TEST_CASE(figure_8_commit_by_count_is_caught) {
