@@ -41,17 +41,48 @@ uint64_t entry_hash(uint64_t term, uint64_t index, entry_kind kind, const std::s
   return mix(mix(mix(term, index), static_cast<uint64_t>(kind)), hash_bytes(data));
 }
 
+/// How long a node takes to reconnect to a peer that restarted (the peer connector's backoff).
+constexpr caf::timespan reconnect_delay_min = std::chrono::milliseconds(1);
+constexpr caf::timespan reconnect_delay_max = std::chrono::milliseconds(100);
+
 std::string ms(caf::timespan t) {
   return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(t).count() / 1000.0) +
          "ms";
 }
 
+/// One life's access to a node's simulated disk: once that life ended (its epoch passed), a
+/// storage actor that is still winding down can no longer write or sync.
+class fenced_storage final : public storage_backend {
+ public:
+  fenced_storage(std::shared_ptr<memory_storage> disk, const uint64_t* epoch)
+      : disk_(std::move(disk)), epoch_(epoch), own_epoch_(*epoch) {}
+  recovered_state recover() override { return disk_->recover(); }
+  void write(const persist_request& request) override {
+    if (*epoch_ == own_epoch_)
+      disk_->write(request);
+  }
+  void sync() override {
+    if (*epoch_ == own_epoch_)
+      disk_->sync();
+  }
+
+ private:
+  std::shared_ptr<memory_storage> disk_;
+  const uint64_t* epoch_;
+  uint64_t own_epoch_;
+};
+
 // -- link actor: carries one direction of one node pair ---------------------------------------
 
 struct link_state {
   uint64_t next_id = 0;
-  /// Messages on the wire, with the sender's incarnation when they left it.
-  std::map<uint64_t, std::pair<caf::message, uint64_t>> in_flight;
+  /// A message on the wire, with the incarnations of both ends when it left the sender.
+  struct wire_message {
+    caf::message content;
+    uint64_t sender_incarnation;
+    uint64_t receiver_incarnation;
+  };
+  std::map<uint64_t, wire_message> in_flight;
   static inline const char* name = "sim_link";
 };
 
@@ -68,7 +99,8 @@ caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, siz
     int copies = chance(rng, faults.duplicate_probability) ? 2 : 1;
     for (int i = 0; i < copies; ++i) {
       auto id = ++self->state.next_id;
-      self->state.in_flight.emplace(id, std::make_pair(message, net->incarnation(from)));
+      self->state.in_flight.emplace(
+          id, link_state::wire_message{message, net->incarnation(from), net->incarnation(to)});
       auto span = (faults.max_delay - faults.min_delay).count();
       auto delay =
           faults.min_delay + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
@@ -118,14 +150,18 @@ caf::behavior link_impl(caf::stateful_actor<link_state>* self, cluster* net, siz
         auto i = self->state.in_flight.find(id);
         if (i == self->state.in_flight.end())
           return;
-        auto [message, sender_incarnation] = std::move(i->second);
+        auto wire = std::move(i->second);
         self->state.in_flight.erase(i);
         // A partition that started while the message was in flight loses it too.
         if (!net->link_up(from, to))
           return;
-        if ((sender_incarnation != net->incarnation(from) || !net->alive(from)) &&
+        // It travelled on a connection to a process that has died since: that connection is gone.
+        if (wire.receiver_incarnation != net->incarnation(to))
+          return;
+        if ((wire.sender_incarnation != net->incarnation(from) || !net->alive(from)) &&
             chance(net->rng(), net->faults().lose_in_flight_on_crash))
           return;
+        auto message = std::move(wire.content);
         auto target = net->current_handle(to);
         if (!target)
           return;
@@ -451,7 +487,7 @@ void cluster::spawn_node(size_t index) {
   auto recovered = slot.disk->recover();
   auto max_sync = opts_.faults.max_sync_delay;
   slot.storage = spawn_storage_actor(
-      *system_, slot.disk,
+      *system_, std::make_shared<fenced_storage>(slot.disk, &slot.disk_epoch),
       [this, index, max_sync](const persist_request& request) {
         auto delay = random_between(caf::timespan{0}, max_sync);
         // Replacing the hard state costs a rename and directory syncs besides the data sync,
@@ -496,9 +532,17 @@ void cluster::spawn_node(size_t index) {
   actor_names_[slot.raft.id()] = slot.id;
   actor_names_[slot.kv.id()] = slot.id + ".kv";
   actor_names_[slot.storage.id()] = slot.id + ".disk";
-  for (size_t j = 0; j < nodes_.size(); ++j)
-    if (j != index)
-      caf::anon_send(slot.raft, peer_up_atom::value, nodes_[j].id, links_[index][j]);
+  for (size_t j = 0; j < nodes_.size(); ++j) {
+    if (j == index)
+      continue;
+    caf::anon_send(slot.raft, peer_up_atom::value, nodes_[j].id, links_[index][j]);
+    // The others learn of the new process when their connectors reconnect to it (after the
+    // dial backoff); until then they have no connection to it.
+    if (slot.incarnation > 1 && nodes_[j].alive)
+      caf::delayed_anon_send(nodes_[j].raft,
+                             random_between(reconnect_delay_min, reconnect_delay_max),
+                             peer_up_atom::value, slot.id, links_[j][index]);
+  }
 }
 
 caf::timespan cluster::now() const {
@@ -634,8 +678,20 @@ void cluster::heal() {
   record("fault: heal all links");
 }
 
+bool cluster::has_unsynced_state(size_t index) {
+  const auto& n = node(index);
+  const auto& durable = nodes_[index].disk->durable();
+  return n.term() != durable.state.term || n.voted_for() != durable.state.voted_for ||
+         n.log().last_index() != durable.entries.size();
+}
+
 void cluster::observe_sent(size_t from, const caf::message& message) {
   auto& slot = nodes_[from];
+  // A crash point where it hurts most: the node is telling others something while part of what
+  // it knows is not on its disk yet.
+  if (slot.alive && chance(rng_, opts_.faults.reboot_while_unsynced_probability) &&
+      has_unsynced_state(from))
+    scheduled_reboots_.emplace_back(now(), from);
   if (message.match_elements<append_reply>()) {
     const auto& reply = message.get_as<append_reply>(0);
     if (reply.success && (reply.term > slot.acked_term || reply.match_index >= slot.acked_match))
@@ -645,6 +701,16 @@ void cluster::observe_sent(size_t from, const caf::message& message) {
     if (reply.granted && !reply.pre_vote && reply.term >= slot.granted_term)
       slot.granted_term = reply.term;
   }
+  // Every message but a vote request, and a granted pre-vote (whose term is hypothetical),
+  // carries the sender's current term, which it must never come back below.
+  uint64_t carried_term = 0;
+  if (message.match_elements<append_entries>())
+    carried_term = message.get_as<append_entries>(0).term;
+  else if (message.match_elements<append_reply>())
+    carried_term = message.get_as<append_reply>(0).term;
+  else if (message.match_elements<vote_reply>() && !message.get_as<vote_reply>(0).pre_vote)
+    carried_term = message.get_as<vote_reply>(0).term;
+  slot.sent_term = std::max(slot.sent_term, carried_term);
 }
 
 void cluster::check_durable_promises(size_t node) {
@@ -657,6 +723,10 @@ void cluster::check_durable_promises(size_t node) {
     fail("durability: " + slot.id + " acknowledged entries up to " +
          std::to_string(slot.acked_match) + " in term " + std::to_string(slot.acked_term) +
          " but only " + std::to_string(durable.entries.size()) + " survived its crash");
+  if (durable.state.term < slot.sent_term)
+    fail("durability: " + slot.id + " sent messages of term " + std::to_string(slot.sent_term) +
+         " but its disk only remembers term " + std::to_string(durable.state.term) +
+         ": it could act in that term again, differently");
   if (slot.granted_term > 0 && durable.state.term < slot.granted_term)
     fail("durability: " + slot.id + " granted a vote in term " + std::to_string(slot.granted_term) +
          " but its disk only remembers term " + std::to_string(durable.state.term));
@@ -666,23 +736,32 @@ void cluster::crash(size_t node) {
   auto& slot = nodes_[node];
   if (!slot.alive)
     return;
-  // What the node handed to its links before dying is on the wire, stamped with this life.
-  for (size_t to = 0; to < nodes_.size(); ++to)
-    if (to != node)
-      while (sched_->prioritize(links_[node][to]))
-        sched_->run_once();
+  // What was handed to the links from and to this node is on the wire now, stamped with this
+  // life of the node: a later life does not receive what was sent to this one.
+  for (size_t other = 0; other < nodes_.size(); ++other)
+    if (other != node)
+      for (auto& link : {links_[node][other], links_[other][node]})
+        while (sched_->has_job() && sched_->prioritize(link))
+          sched_->run_once();
   record("fault: crash " + slot.id);
-  slot.disk->crash();
+  // The kernel closes the dead process's connections: the peers notice at once.
+  for (size_t other = 0; other < nodes_.size(); ++other)
+    if (other != node && nodes_[other].alive)
+      caf::anon_send(nodes_[other].raft, peer_down_atom::value, slot.id);
   forget_entries_lost_with(node);
   slot.alive = false;
-  check_durable_promises(node);
   for (auto* a : {&slot.raft, &slot.kv, &slot.storage}) {
     caf::anon_send_exit(*a, caf::exit_reason::kill);
     // Run the exit at once so the dead node takes no further step.
-    if (sched_->prioritize(*a))
+    if (sched_->has_job() && sched_->prioritize(*a))
       sched_->run_once();
     *a = caf::actor{};
   }
+  // The power cut: whatever the dead process wrote and did not sync is gone, and nothing of
+  // that life can write again.
+  slot.disk->crash();
+  ++slot.disk_epoch;
+  check_durable_promises(node);
 }
 
 void cluster::forget_entries_lost_with(size_t crashed) {
@@ -1014,10 +1093,12 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   // unsynced writes likely enough to matter.
   o.faults.max_sync_delay = pick_ms(0, meta() % 2 ? 5 : 40);
   o.faults.slow_sync_probability = meta() % 2 ? pick(0.0, 0.05) : 0.0;
-  o.faults.slow_hard_state_sync_probability = meta() % 2 ? pick(0.0, 0.5) : 0.0;
+  o.faults.slow_hard_state_sync_probability = meta() % 4 ? pick(0.0, 0.6) : 0.0;
   o.faults.max_slow_sync_delay = pick_ms(50, 1000);
   o.faults.lose_in_flight_on_crash = pick(0.0, 1.0);
-  o.faults.reboot_new_leader_probability = meta() % 2 ? pick(0.0, 0.5) : 0.0;
+  o.faults.reboot_new_leader_probability = meta() % 4 ? pick(0.0, 0.5) : 0.0;
+  o.faults.max_new_leader_reboot_delay = pick_ms(10, 300);
+  o.faults.reboot_while_unsynced_probability = meta() % 2 ? pick(0.0, 0.01) : 0.0;
 #ifdef INFINITYSTORE_TESTING
   o.base_config.broken = run_options.broken;
 #else
@@ -1031,7 +1112,8 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         << o.faults.slow_hard_state_sync_probability << " of hard state syncs up to "
         << ms(o.faults.max_slow_sync_delay) << "), in-flight loss on crash "
         << o.faults.lose_in_flight_on_crash << ", new leaders rebooted "
-        << o.faults.reboot_new_leader_probability;
+        << o.faults.reboot_new_leader_probability << ", reboots at unsynced sends "
+        << o.faults.reboot_while_unsynced_probability;
 
   std::unique_ptr<cluster> c;
   try {
@@ -1113,6 +1195,7 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     c->faults().drop_probability = 0;
     c->faults().duplicate_probability = 0;
     c->faults().reboot_new_leader_probability = 0;
+    c->faults().reboot_while_unsynced_probability = 0;
     c->cancel_scheduled_faults();
     for (size_t i = 0; i < c->size(); ++i)
       c->restart(i);

@@ -53,6 +53,9 @@ struct fault_options {
   /// node has made durable matters most.
   double reboot_new_leader_probability = 0.0;
   caf::timespan max_new_leader_reboot_delay = std::chrono::milliseconds(60);
+  /// A node is killed and restarted right after it sent a message while part of its state
+  /// (term, vote, log) was not durable yet, with this probability per such message.
+  double reboot_while_unsynced_probability = 0.0;
   caf::timespan max_slow_sync_delay = std::chrono::milliseconds(500);
 };
 
@@ -200,6 +203,8 @@ class cluster {
   struct node_slot {
     std::string id;
     std::shared_ptr<memory_storage> disk;
+    /// Bumped at every crash; fences off the storage actors of earlier lives.
+    uint64_t disk_epoch = 0;
     caf::actor raft;
     caf::actor kv;
     caf::actor storage;
@@ -217,10 +222,13 @@ class cluster {
     uint64_t acked_match = 0;
     uint64_t acked_term = 0;
     uint64_t granted_term = 0;
+    /// The highest term carried by a message this node sent (vote requests aside).
+    uint64_t sent_term = 0;
   };
 
   void check_durable_promises(size_t node);
   void forget_entries_lost_with(size_t crashed);
+  bool has_unsynced_state(size_t index);
   /// A node started alone that has not joined the main cluster yet.
   bool is_lone(size_t index);
 
