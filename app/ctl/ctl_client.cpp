@@ -1,6 +1,7 @@
 #include "app/ctl/ctl_client.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 #include <boost/json.hpp>
 
@@ -125,7 +126,6 @@ client::attempt client::try_endpoint(const endpoint& start, const http_request& 
 call_result client::call(const http_request& request, request_kind kind) {
   call_result result;
   while (true) {
-    ++result.rounds;
     result.failures.clear();
     bool worth_another_round = false;
     std::optional<std::chrono::milliseconds> pause;
@@ -161,7 +161,6 @@ call_result client::call(const http_request& request, request_kind kind) {
 
 call_result client::call_endpoint(const endpoint& to, const http_request& request) {
   call_result result;
-  result.rounds = 1;
   auto tried = try_endpoint(to, request, request_kind::read);
   if (tried.what == attempt::outcome::final) {
     result.reply = std::move(tried.reply);

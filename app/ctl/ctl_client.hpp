@@ -79,8 +79,6 @@ struct call_result {
   endpoint answered_by;
   /// Without a reply: what went wrong at each endpoint in the last round, "ENDPOINT: why".
   std::vector<std::string> failures;
-  /// How many rounds over the endpoint list were made.
-  int rounds = 0;
   /// A write was (maybe) sent somewhere that then did not answer.
   bool outcome_unknown = false;
 };

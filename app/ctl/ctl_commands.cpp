@@ -1,6 +1,7 @@
 #include "app/ctl/ctl_commands.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <tuple>
 
 #include <boost/json.hpp>
