@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
-cmake --build build -j2 --target infinitystore
+cmake --build build -j2 --target infinitystore infinityctl
 
 pids=()
 stop() {
@@ -29,6 +29,9 @@ InfinityStore: 3 nodes running (HTTP on 127.0.0.1:8001, :8011, :8021). Try:
   curl -s 'localhost:8021/get?key=hello&consistency=stale'    # local copy, may lag
   curl -s -XPOST localhost:8011/set -d '{"key":"hello","action":"delete"}'
   curl -s localhost:8001/status
+Or with the command-line client (INFINITYCTL_ENDPOINTS=127.0.0.1:8001,127.0.0.1:8011,...):
+  ./build/app/infinityctl put hello world; ./build/app/infinityctl get hello
+  ./build/app/infinityctl --endpoints 127.0.0.1:8001,127.0.0.1:8011,127.0.0.1:8021 status
 Press Ctrl-C to stop all three nodes.
 TOUR
 wait
