@@ -113,6 +113,10 @@ std::string apply_options(const po::variables_map& vm, node_options& opts) {
       if (!http::parse_host_port(addr))
         return "invalid --initial-cluster address " + quoted(addr) + " for " + id +
                ": expected HOST:PORT";
+      for (const auto& [other_id, other_addr] : opts.initial_cluster)
+        if (other_addr == addr)
+          return "invalid --initial-cluster: " + other_id + " and " + id + " share the address " +
+                 addr + " (each member needs its own Raft address)";
       if (!opts.initial_cluster.emplace(id, addr).second)
         return "invalid --initial-cluster: " + id + " is listed twice";
     }

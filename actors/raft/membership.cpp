@@ -33,6 +33,9 @@ bool decode_membership(std::string_view bytes, membership& out) {
 bool valid_member_id(std::string_view id) {
   if (id.empty() || id.size() > 64)
     return false;
+  // Ids name data directories (data/<id>): "." and ".." would write into another directory.
+  if (id == "." || id == "..")
+    return false;
   for (char c : id) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-';

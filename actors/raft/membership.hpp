@@ -18,7 +18,7 @@ using membership = std::map<std::string, std::string>;
 std::string encode_membership(const membership& members);
 bool decode_membership(std::string_view bytes, membership& out);
 
-/// Node ids: 1..64 characters of [A-Za-z0-9._-].
+/// Node ids: 1..64 characters of [A-Za-z0-9._-], other than "." and "..".
 bool valid_member_id(std::string_view id);
 
 } // namespace infinity

@@ -154,6 +154,13 @@ BOOST_AUTO_TEST_CASE(invalid_values_fail_naming_the_option) {
   expect_fail({"--node-id", ""}, "--node-id");
   expect_fail({"--node-id", "has space"}, "--node-id");
   expect_fail({"--node-id", std::string(65, 'a')}, "--node-id");
+  // They name the data directory: these would write into data/ itself or next to it.
+  expect_fail({"--node-id", "."}, "--node-id");
+  expect_fail({"--node-id", ".."}, "--node-id");
+  expect_fail({"--initial-cluster", "node1=127.0.0.1:8000,..=127.0.0.1:8010"}, "--initial-cluster");
+  // Two members on one address: neither could ever be reached as itself.
+  expect_fail({"--initial-cluster", "node1=127.0.0.1:8000,node2=127.0.0.1:8000"},
+              "share the address");
   expect_fail({"--raft-addr", "localhost"}, "--raft-addr");
   expect_fail({"--raft-addr", "localhost:0"}, "--raft-addr");
   expect_fail({"--raft-addr", ":8000"}, "--raft-addr");
