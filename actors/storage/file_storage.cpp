@@ -2,21 +2,13 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <stdexcept>
 #include <string_view>
-#include <system_error>
 #include <utility>
-
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace infinity {
 
@@ -67,15 +59,6 @@ constexpr std::size_t record_header_bytes = 8;       // length, CRC
 constexpr std::size_t entry_fixed_bytes = 8 + 8 + 1; // term, index, kind
 constexpr std::size_t min_record_bytes = record_header_bytes + entry_fixed_bytes;
 constexpr std::size_t hard_state_fixed_bytes = 8; // term
-
-std::string errno_text(int error) {
-  return std::generic_category().message(error);
-}
-
-[[noreturn]] void throw_io_error(const std::string& action, const std::string& path, int error) {
-  throw std::runtime_error("file_storage: cannot " + action + " '" + path +
-                           "': " + errno_text(error));
-}
 
 [[noreturn]] void throw_corrupt_log(const std::string& path, uint64_t offset,
                                     const std::string& problem) {
@@ -145,61 +128,6 @@ std::optional<uint64_t> parse_segment_file_name(std::string_view name) {
     value = value * 10 + digit_value;
   }
   return value;
-}
-
-int open_file(const std::string& path, int flags, const char* action) {
-  int fd;
-  do {
-    fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0)
-    throw_io_error(action, path, errno);
-  return fd;
-}
-
-void write_at(int fd, const char* data, std::size_t size, uint64_t offset,
-              const std::string& path) {
-  while (size > 0) {
-    const ssize_t written = ::pwrite(fd, data, size, static_cast<off_t>(offset));
-    if (written < 0) {
-      if (errno == EINTR)
-        continue;
-      throw_io_error("write to", path, errno);
-    }
-    data += written;
-    size -= static_cast<std::size_t>(written);
-    offset += static_cast<uint64_t>(written);
-  }
-}
-
-std::string read_whole_file(int fd, const std::string& path) {
-  struct stat info {};
-  if (::fstat(fd, &info) != 0)
-    throw_io_error("stat", path, errno);
-  std::string bytes;
-  bytes.reserve(static_cast<std::size_t>(info.st_size));
-  char chunk[1 << 16];
-  for (;;) {
-    const ssize_t got = ::read(fd, chunk, sizeof(chunk));
-    if (got < 0) {
-      if (errno == EINTR)
-        continue;
-      throw_io_error("read", path, errno);
-    }
-    if (got == 0)
-      return bytes;
-    bytes.append(chunk, static_cast<std::size_t>(got));
-  }
-}
-
-void truncate_file(int fd, uint64_t size, const std::string& path) {
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
-    throw_io_error("truncate", path, errno);
-}
-
-void remove_file(const std::string& path) {
-  if (::unlink(path.c_str()) != 0)
-    throw_io_error("delete", path, errno);
 }
 
 void encode_entry(std::string& out, const log_entry& entry) {
@@ -308,51 +236,35 @@ uint64_t count_tail_records(std::string_view bytes, std::size_t offset) {
 // -- file_storage
 // ----------------------------------------------------------------------------------
 
-void file_storage::owned_fd::reset(int fd) {
-  if (fd_ >= 0)
-    ::close(fd_); // errors here are not actionable: durability comes from explicit fsyncs
-  fd_ = fd;
-}
-
-file_storage::file_storage(std::string directory, file_storage_options options)
-    : directory_(std::move(directory)), options_(options) {
+file_storage::file_storage(std::string directory, file_storage_options options,
+                           std::shared_ptr<file_system> fs)
+    : directory_(std::move(directory)), options_(options),
+      fs_(fs ? std::move(fs) : std::make_shared<posix_file_system>()) {
   if (directory_.empty())
     throw std::runtime_error("file_storage: the data directory path is empty");
-  std::error_code error;
-  const bool created = std::filesystem::create_directories(directory_, error);
-  if (error)
-    throw std::runtime_error("file_storage: cannot create data directory '" + directory_ +
-                             "': " + error.message());
-  directory_fd_ = owned_fd(open_file(directory_, O_RDONLY | O_DIRECTORY, "open data directory"));
-  if (created) {
+  if (fs_->create_directories(directory_)) {
     // The new directory's own entry lives in its parent; without this a crash could lose the
     // whole directory along with everything later synced inside it.
-    auto normalized = std::filesystem::absolute(directory_, error).lexically_normal();
+    auto normalized = std::filesystem::path(directory_).lexically_normal();
     if (!normalized.has_filename()) // written with a trailing slash
       normalized = normalized.parent_path();
-    const auto parent = normalized.parent_path();
-    if (!error && !parent.empty()) {
-      owned_fd parent_fd(open_file(parent.string(), O_RDONLY | O_DIRECTORY, "open directory"));
-      if (::fsync(parent_fd.get()) != 0)
-        throw_io_error("sync directory", parent.string(), errno);
-    }
+    std::string parent = normalized.parent_path().string();
+    if (parent.empty())
+      parent = ".";
+    fs_->sync_directory(parent);
   }
   const std::string lock_path = path_of(lock_file_name);
-  lock_fd_ = owned_fd(open_file(lock_path, O_RDWR | O_CREAT, "create lock file"));
-  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    const int lock_error = errno;
-    if (lock_error == EWOULDBLOCK)
-      throw std::runtime_error("file_storage: data directory '" + directory_ +
-                               "' is already in use (lock file '" + lock_path +
-                               "' is held by another process or storage object)");
-    throw_io_error("lock", lock_path, lock_error);
-  }
+  lock_ = fs_->try_lock(lock_path);
+  if (!lock_)
+    throw std::runtime_error("file_storage: data directory '" + directory_ +
+                             "' is already in use (lock file '" + lock_path +
+                             "' is held by another process or storage object)");
 }
 
 file_storage::~file_storage() {
   // Not a promise of durability (only `sync` gives that), but a clean shutdown should not lose
   // appends just because they were still in our buffer.
-  if (!failed_ && current_fd_.is_open() && !write_buffer_.empty()) {
+  if (!failed_ && current_file_ && !write_buffer_.empty()) {
     try {
       flush_write_buffer();
     } catch (...) {
@@ -388,10 +300,7 @@ recovered_state file_storage::recover() {
   std::vector<uint64_t> segment_first_indexes;
   bool has_hard_state = false;
   bool has_hard_state_temp = false;
-  std::error_code error;
-  for (std::filesystem::directory_iterator it(directory_, error), end; !error && it != end;
-       it.increment(error)) {
-    const std::string name = it->path().filename().string();
+  for (const std::string& name : fs_->list_directory(directory_)) {
     if (name == hard_state_file_name)
       has_hard_state = true;
     else if (name == hard_state_temp_file_name)
@@ -399,14 +308,11 @@ recovered_state file_storage::recover() {
     else if (auto first_index = parse_segment_file_name(name))
       segment_first_indexes.push_back(*first_index);
   }
-  if (error)
-    throw std::runtime_error("file_storage: cannot list data directory '" + directory_ +
-                             "': " + error.message());
   std::sort(segment_first_indexes.begin(), segment_first_indexes.end());
 
   if (has_hard_state_temp) {
     // Left by a crash before the rename, so it never became the hard state.
-    remove_file(path_of(hard_state_temp_file_name));
+    fs_->remove(path_of(hard_state_temp_file_name));
     directory_unsynced_ = true;
   }
 
@@ -435,11 +341,10 @@ recovered_state file_storage::recover() {
 
 hard_state file_storage::read_hard_state_file() {
   const std::string path = path_of(hard_state_file_name);
-  owned_fd fd(open_file(path, O_RDONLY, "open hard state file"));
-  const std::string bytes = read_whole_file(fd.get(), path);
+  const std::string bytes = fs_->read_file(path);
   // A crashed predecessor may have left this only in the page cache; acting on a vote that a
   // power loss could still undo would allow voting twice in one term.
-  sync_file(fd.get(), path);
+  sync_file(*fs_->open(path, file_system::open_mode::existing));
   auto corrupt = [&](const std::string& problem) {
     return std::runtime_error("file_storage: corrupt hard state file '" + path + "': " + problem);
   };
@@ -475,12 +380,11 @@ void file_storage::write_hard_state_file(const hard_state& state) {
   const std::string temp_path = path_of(hard_state_temp_file_name);
   const std::string final_path = path_of(hard_state_file_name);
   {
-    owned_fd fd(open_file(temp_path, O_WRONLY | O_CREAT | O_TRUNC, "create hard state file"));
-    write_at(fd.get(), bytes.data(), bytes.size(), 0, temp_path);
-    sync_file(fd.get(), temp_path);
+    auto file = fs_->open(temp_path, file_system::open_mode::create_or_truncate);
+    file->write_at(0, bytes);
+    sync_file(*file);
   }
-  if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
-    throw_io_error("rename '" + temp_path + "' to", final_path, errno);
+  fs_->rename(temp_path, final_path);
   sync_directory();
   persisted_hard_state_ = state;
 }
@@ -500,11 +404,10 @@ void file_storage::load_segments(const std::vector<uint64_t>& first_indexes,
           std::to_string(expected_index - 1) + (position == 0 ? " (no earlier segment)" : "") +
           "; a segment is missing or misnamed");
 
-    owned_fd fd(open_file(path, O_RDONLY, "open log segment"));
-    const std::string bytes = read_whole_file(fd.get(), path);
+    const std::string bytes = fs_->read_file(path);
     // What we read may exist only in the page cache of a process that crashed before its sync;
     // once recovered, the node treats these entries as durable, so make them so.
-    sync_file(fd.get(), path);
+    sync_file(*fs_->open(path, file_system::open_mode::existing));
 
     std::size_t offset = 0;
     while (offset < bytes.size()) {
@@ -550,7 +453,7 @@ void file_storage::load_segments(const std::vector<uint64_t>& first_indexes,
       if (bytes.empty()) {
         recovery_report_ += "removed empty log segment '" + path + "'\n";
       }
-      remove_file(path);
+      fs_->remove(path);
       segments_.pop_back();
       directory_unsynced_ = true;
       ++stats_.segments_deleted;
@@ -573,9 +476,9 @@ void file_storage::cut_torn_tail(const std::string& path, const std::string& byt
   if (offset == 0)
     return; // the caller removes the then empty segment
   // The cut is made durable now, so new appends can never sit behind the old torn bytes.
-  owned_fd fd(open_file(path, O_WRONLY, "open log segment"));
-  truncate_file(fd.get(), offset, path);
-  sync_file(fd.get(), path);
+  auto file = fs_->open(path, file_system::open_mode::existing);
+  file->truncate(offset);
+  sync_file(*file);
 }
 
 // -- writing
@@ -639,7 +542,7 @@ void file_storage::sync() {
   try {
     flush_write_buffer();
     if (current_segment_unsynced_) {
-      sync_file(current_fd_.get(), segment_path(segments_.size() - 1));
+      sync_file(*current_file_);
       current_segment_unsynced_ = false;
     }
     if (pending_hard_state_) {
@@ -673,12 +576,12 @@ void file_storage::truncate_log_from(uint64_t index) {
 
   write_buffer_.clear();
   if (first_removed <= last_position) {
-    current_fd_.reset();
+    current_file_.reset();
     current_segment_unsynced_ = false;
     // Newest first, each removal durable before the next: whatever a crash leaves behind is
     // still a contiguous run of segments.
     for (std::size_t position = last_position + 1; position-- > first_removed;) {
-      remove_file(segment_path(position));
+      fs_->remove(segment_path(position));
       ++stats_.segments_deleted;
       segments_.pop_back();
       sync_directory();
@@ -689,12 +592,12 @@ void file_storage::truncate_log_from(uint64_t index) {
     flushed_size_ = segments_.empty() ? 0 : segments_.back().size;
     return;
   }
-  if (!current_fd_.is_open())
+  if (!current_file_)
     open_current_segment();
   // Durable before any new entry is written behind it: otherwise a crash could bring the old
   // entries back after the new ones, and recovery would read a log that never existed.
-  truncate_file(current_fd_.get(), cut.offset, segment_path(cut.segment));
-  sync_file(current_fd_.get(), segment_path(cut.segment));
+  current_file_->truncate(cut.offset);
+  sync_file(*current_file_);
   current_segment_unsynced_ = false;
   segments_.back().size = cut.offset;
   flushed_size_ = cut.offset;
@@ -703,7 +606,7 @@ void file_storage::truncate_log_from(uint64_t index) {
 void file_storage::append_entry(const log_entry& entry) {
   if (segments_.empty() || segments_.back().size >= options_.max_segment_bytes)
     start_segment(entry.index);
-  else if (!current_fd_.is_open())
+  else if (!current_file_)
     open_current_segment();
   segment& current = segments_.back();
   const uint64_t offset = current.size;
@@ -714,17 +617,17 @@ void file_storage::append_entry(const log_entry& entry) {
 }
 
 void file_storage::start_segment(uint64_t first_index) {
-  if (current_fd_.is_open()) {
+  if (current_file_) {
     flush_write_buffer();
     // The old segment must be complete on disk before the new one can hold anything: a torn
     // record followed by a later segment would look like lost data, not like a crash.
     if (current_segment_unsynced_)
-      sync_file(current_fd_.get(), segment_path(segments_.size() - 1));
+      sync_file(*current_file_);
     current_segment_unsynced_ = false;
-    current_fd_.reset();
+    current_file_.reset();
   }
   const std::string path = path_of(segment_file_name(first_index));
-  current_fd_ = owned_fd(open_file(path, O_WRONLY | O_CREAT | O_EXCL, "create log segment"));
+  current_file_ = fs_->open(path, file_system::open_mode::create_new);
   segments_.push_back(segment{first_index, 0});
   flushed_size_ = 0;
   directory_unsynced_ = true;
@@ -732,37 +635,25 @@ void file_storage::start_segment(uint64_t first_index) {
 }
 
 void file_storage::open_current_segment() {
-  current_fd_ =
-      owned_fd(open_file(segment_path(segments_.size() - 1), O_WRONLY, "open log segment"));
+  current_file_ = fs_->open(segment_path(segments_.size() - 1), file_system::open_mode::existing);
 }
 
 void file_storage::flush_write_buffer() {
   if (write_buffer_.empty())
     return;
-  write_at(current_fd_.get(), write_buffer_.data(), write_buffer_.size(), flushed_size_,
-           segment_path(segments_.size() - 1));
+  current_file_->write_at(flushed_size_, write_buffer_);
   flushed_size_ += write_buffer_.size();
   write_buffer_.clear();
   current_segment_unsynced_ = true;
 }
 
-void file_storage::sync_file(int fd, const std::string& path) {
-  int result;
-  do {
-    result = ::fdatasync(fd);
-  } while (result != 0 && errno == EINTR);
-  if (result != 0)
-    throw_io_error("sync", path, errno);
+void file_storage::sync_file(file_system::file& file) {
+  file.sync_data();
   ++stats_.file_syncs;
 }
 
 void file_storage::sync_directory() {
-  int result;
-  do {
-    result = ::fsync(directory_fd_.get());
-  } while (result != 0 && errno == EINTR);
-  if (result != 0)
-    throw_io_error("sync data directory", directory_, errno);
+  fs_->sync_directory(directory_);
   directory_unsynced_ = false;
   ++stats_.directory_syncs;
 }

@@ -18,10 +18,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "actors/storage/file_system.hpp"
 #include "actors/storage/storage_backend.hpp"
 
 namespace infinity {
@@ -51,8 +53,10 @@ struct file_storage_stats {
 class file_storage final : public storage_backend {
  public:
   /// Creates `directory` if needed and locks it. Throws `std::runtime_error` naming the path if
-  /// it cannot be created or opened, or if another process (or object) holds the lock.
-  explicit file_storage(std::string directory, file_storage_options options = {});
+  /// it cannot be created or opened, or if another process (or object) holds the lock. `fs` is
+  /// where the files live; null means the local file system.
+  explicit file_storage(std::string directory, file_storage_options options = {},
+                        std::shared_ptr<file_system> fs = nullptr);
   ~file_storage() override;
 
   file_storage(const file_storage&) = delete;
@@ -78,33 +82,6 @@ class file_storage final : public storage_backend {
   const std::string& directory() const { return directory_; }
 
  private:
-  /// Closes the descriptor it owns; -1 means none.
-  class owned_fd {
-   public:
-    owned_fd() = default;
-    explicit owned_fd(int fd) : fd_(fd) {}
-    owned_fd(owned_fd&& other) noexcept : fd_(other.release()) {}
-    owned_fd& operator=(owned_fd&& other) noexcept {
-      reset(other.release());
-      return *this;
-    }
-    owned_fd(const owned_fd&) = delete;
-    owned_fd& operator=(const owned_fd&) = delete;
-    ~owned_fd() { reset(); }
-
-    int get() const { return fd_; }
-    bool is_open() const { return fd_ >= 0; }
-    int release() {
-      int fd = fd_;
-      fd_ = -1;
-      return fd;
-    }
-    void reset(int fd = -1);
-
-   private:
-    int fd_ = -1;
-  };
-
   struct segment {
     uint64_t first_index = 0;
     /// Including bytes still in the write buffer.
@@ -137,13 +114,13 @@ class file_storage final : public storage_backend {
   void start_segment(uint64_t first_index);
   void open_current_segment();
   void flush_write_buffer();
-  void sync_file(int fd, const std::string& path);
+  void sync_file(file_system::file& file);
   void sync_directory();
 
   std::string directory_;
   file_storage_options options_;
-  owned_fd lock_fd_;
-  owned_fd directory_fd_;
+  std::shared_ptr<file_system> fs_;
+  std::unique_ptr<file_system::lock> lock_;
 
   bool recovered_ = false;
   /// Set when an I/O error left the files in an unknown state. After a failed fsync the kernel
@@ -153,7 +130,7 @@ class file_storage final : public storage_backend {
   std::vector<segment> segments_;
   std::vector<entry_location> entry_locations_;
   /// Open for `segments_.back()` once something needs to be written there.
-  owned_fd current_fd_;
+  std::unique_ptr<file_system::file> current_file_;
   /// Bytes of the current segment already handed to the kernel.
   uint64_t flushed_size_ = 0;
   std::string write_buffer_;
