@@ -540,15 +540,11 @@ void file_storage::write(const persist_request& request) {
 void file_storage::sync() {
   require_usable("sync");
   try {
+    persist_pending_hard_state();
     flush_write_buffer();
     if (current_segment_unsynced_) {
       sync_file(*current_file_);
       current_segment_unsynced_ = false;
-    }
-    if (pending_hard_state_) {
-      if (!(*pending_hard_state_ == persisted_hard_state_))
-        write_hard_state_file(*pending_hard_state_); // also syncs the directory
-      pending_hard_state_.reset();
     }
     if (directory_unsynced_)
       sync_directory();
@@ -556,6 +552,12 @@ void file_storage::sync() {
     failed_ = true;
     throw;
   }
+}
+
+void file_storage::persist_pending_hard_state() {
+  if (pending_hard_state_ && !(*pending_hard_state_ == persisted_hard_state_))
+    write_hard_state_file(*pending_hard_state_); // durable on return
+  pending_hard_state_.reset();
 }
 
 void file_storage::truncate_log_from(uint64_t index) {
@@ -574,6 +576,9 @@ void file_storage::truncate_log_from(uint64_t index) {
     return;
   }
 
+  // The request's hard state first: a crash must never leave entries removed (maybe entries this
+  // node acknowledged) under a term that does not explain why.
+  persist_pending_hard_state();
   write_buffer_.clear();
   if (first_removed <= last_position) {
     current_file_.reset();
@@ -641,6 +646,9 @@ void file_storage::open_current_segment() {
 void file_storage::flush_write_buffer() {
   if (write_buffer_.empty())
     return;
+  // Not even the kernel may see an entry before a hard state with its term is durable: it may
+  // write dirty pages back at any moment, and a log ahead of the term cannot be recovered.
+  persist_pending_hard_state();
   current_file_->write_at(flushed_size_, write_buffer_);
   flushed_size_ += write_buffer_.size();
   write_buffer_.clear();

@@ -109,6 +109,9 @@ class file_storage final : public storage_backend {
   void cut_torn_tail(const std::string& path, const std::string& bytes, uint64_t offset,
                      const std::string& problem);
 
+  /// Makes the latest requested hard state durable. Called before anything a later request
+  /// changes in the log reaches the kernel.
+  void persist_pending_hard_state();
   void truncate_log_from(uint64_t index);
   void append_entry(const log_entry& entry);
   void start_segment(uint64_t first_index);
@@ -138,7 +141,8 @@ class file_storage final : public storage_backend {
   bool directory_unsynced_ = false;
 
   hard_state persisted_hard_state_;
-  /// Written by `sync`, so a run of requests that each carry a hard state costs one replace.
+  /// Written by `sync`, or before the log changes on disk, whichever comes first; so a run of
+  /// requests that each carry a hard state costs one replace.
   std::optional<hard_state> pending_hard_state_;
 
   std::string recovery_report_;
