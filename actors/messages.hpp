@@ -88,13 +88,13 @@ typename Inspector::result_type inspect(Inspector& f, propose_result& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hard_state& x) {
-  return f(caf::meta::type_name("hard_state"), x.term, x.voted_for);
+  return f(caf::meta::type_name("hard_state"), x.term, x.voted_for, x.repair_until_index);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, persist_request& x) {
   return f(caf::meta::type_name("persist_request"), x.seq, x.has_hard_state, x.state,
-           x.truncate_from, x.entries);
+           x.truncate_from, x.entries, x.commit_index, x.cluster_id);
 }
 
 template <class Inspector>
