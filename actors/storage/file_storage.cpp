@@ -523,11 +523,7 @@ recovered_state file_storage::recover() {
     bytes_dropped_ += scan.torn_bytes;
   }
   leftover_temp_files_ = std::move(temp_files);
-  if (!has_hard_state)
-    // A fresh directory gets a hard state file before any segment can exist, so that later a
-    // missing file can only mean damage, never "not written yet".
-    write_hard_state_file(persisted_.state, 0);
-  finish_recovery(scan.torn_cut);
+  finish_recovery(scan.torn_cut, !has_hard_state);
   result.entries = std::move(scan.entries);
   return result;
 }
@@ -539,6 +535,7 @@ void file_storage::accept_repair() {
     throw std::runtime_error("file_storage: an earlier I/O error left '" + directory_ +
                              "' in an unknown state; restart the node to recover from disk");
   try {
+    remove_leftover_temp_files(); // before write_hard_state_file reuses the name
     // Repair mode is durable before anything is cut, so a crash during the cut restarts in it.
     hard_state state = persisted_.state;
     state.repair_until_index =
@@ -551,19 +548,27 @@ void file_storage::accept_repair() {
     damage_.reset();
     repair_cut_.reset();
     recovered_ = false; // finish_recovery sets it once everything is durable
-    finish_recovery(cut);
+    finish_recovery(cut, false);
   } catch (...) {
     failed_ = true;
     throw;
   }
 }
 
-void file_storage::finish_recovery(const std::optional<log_cut>& cut) {
+void file_storage::remove_leftover_temp_files() {
   for (const std::string& name : leftover_temp_files_) {
     fs_->remove(path_of(name));
     directory_unsynced_ = true;
   }
   leftover_temp_files_.clear();
+}
+
+void file_storage::finish_recovery(const std::optional<log_cut>& cut, bool fresh) {
+  remove_leftover_temp_files(); // before write_hard_state_file reuses the name
+  if (fresh)
+    // A fresh directory gets a hard state file before any segment can exist, so that later a
+    // missing file can only mean damage, never "not written yet".
+    write_hard_state_file(persisted_.state, 0);
   std::optional<uint64_t> synced_by_cut;
   if (cut)
     synced_by_cut = apply_cut(*cut);

@@ -184,8 +184,10 @@ class file_storage final : public storage_backend {
   scan_result scan_log(const std::vector<uint64_t>& first_indexes);
   /// Returns the first index of the segment it truncated and synced, if any.
   std::optional<uint64_t> apply_cut(const log_cut& cut);
-  /// Cuts, removes leftover temp files and makes everything recovered durable.
-  void finish_recovery(const std::optional<log_cut>& cut);
+  void remove_leftover_temp_files();
+  /// Removes leftover temp files, writes the first hard state file of a `fresh` directory, cuts,
+  /// and makes everything recovered durable.
+  void finish_recovery(const std::optional<log_cut>& cut, bool fresh);
 
   /// Makes the latest requested hard state durable. Called before anything a later request
   /// changes in the log reaches the kernel.
