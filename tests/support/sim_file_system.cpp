@@ -403,6 +403,15 @@ std::size_t sim_file_system::unsynced_write_size(std::size_t position) const {
   return it->second.bytes.size();
 }
 
+std::size_t sim_file_system::unsynced_write_sectors(std::size_t position) const {
+  auto it = pending_.begin();
+  std::advance(it, static_cast<std::ptrdiff_t>(std::min(position, pending_.size())));
+  if (it == pending_.end() || it->second.kind != op_kind::write || it->second.bytes.empty())
+    return 0;
+  const operation& op = it->second;
+  return (op.offset + op.bytes.size() - 1) / sector_bytes - op.offset / sector_bytes + 1;
+}
+
 std::string sim_file_system::describe_unsynced() const {
   static const char* const names[] = {"write", "truncate", "create", "rename", "remove", "mkdir"};
   std::string text;
@@ -477,10 +486,7 @@ sim_file_system::crash_outcome sim_file_system::crash(std::mt19937_64& rng,
         outcome.tear.kind = tear_kind::keep_prefix;
         outcome.tear.keep_bytes = std::uniform_int_distribution<std::size_t>(0, size - 1)(rng);
       } else {
-        auto it = pending_.begin();
-        std::advance(it, static_cast<std::ptrdiff_t>(outcome.prefix - 1));
-        const uint64_t offset = it->second.offset;
-        const std::size_t sectors = (offset + size - 1) / sector_bytes - offset / sector_bytes + 1;
+        const std::size_t sectors = unsynced_write_sectors(outcome.prefix - 1);
         outcome.tear.kind = tear_kind::lose_sectors;
         for (std::size_t sector = 0; sector < sectors; ++sector)
           if (chance(rng) < 0.5)

@@ -112,6 +112,8 @@ class sim_file_system final : public file_system {
   std::size_t unsynced_operation_count() const { return pending_.size(); }
   /// Size of the `position`-th unsynced operation if it is a write (0-based), else 0.
   std::size_t unsynced_write_size(std::size_t position) const;
+  /// How many sectors that write touches (what `lost_sectors` counts in), 0 if it is none.
+  std::size_t unsynced_write_sectors(std::size_t position) const;
   /// One line per unsynced operation, for failure messages.
   std::string describe_unsynced() const;
 
