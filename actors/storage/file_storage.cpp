@@ -410,6 +410,7 @@ file_storage::~file_storage() {
   try {
     if (marker_pending_) {
       append_marker();
+      --stats_.markers_in_batches;
       ++stats_.markers_alone;
     }
     flush_write_buffer();

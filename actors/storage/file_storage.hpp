@@ -30,10 +30,12 @@
 // shape: one that runs past the end of the file, or has a sector that reads back as zeros (what an
 // unsynced append leaves after a power cut), is a torn write and is cut silently; a complete
 // record of non-zero garbage is corruption. The commit hint in the hard state (a commit index the
-// synced log covered) is a last check: a cut below it is corruption too. Corruption is reported by
-// `recover` as repairable damage (cut the tail, then catch up from a leader); damage that cutting
-// cannot repair (missing segments, index gaps, a log shorter than the commit hint, an unreadable
-// hard state or identity file) throws.
+// synced log covered) is a last check: a cut below it is corruption too. What stays open: the last
+// synced batch before its marker reaches the disk (until the next write or ~10 ms of idleness)
+// has only its shape and the hint to speak for it, so damage there that looks torn is cut.
+// Corruption is reported by `recover` as repairable damage (cut the tail, then catch up from a
+// leader); damage that cutting cannot repair (missing segments, index gaps, a log shorter than
+// the commit hint, an unreadable hard state or identity file) throws.
 #pragma once
 
 #include <cstddef>

@@ -143,13 +143,6 @@ std::string posix_file_system::read_file(const std::string& path) {
   }
 }
 
-uint64_t posix_file_system::file_size(const std::string& path) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0)
-    throw_io_error("stat", path, errno);
-  return static_cast<uint64_t>(info.st_size);
-}
-
 void posix_file_system::sync_directory(const std::string& path) {
   owned_fd fd(open_fd(path, O_RDONLY | O_DIRECTORY, "open directory"));
   sync_fd(fd.get(), false, "sync directory", path);

@@ -52,7 +52,6 @@ class file_system {
   virtual bool create_directories(const std::string& path) = 0;
   virtual std::unique_ptr<file> open(const std::string& path, open_mode mode) = 0;
   virtual std::string read_file(const std::string& path) = 0;
-  virtual uint64_t file_size(const std::string& path) = 0;
   /// fsync of a directory: its earlier creations, renames and deletions are durable on return.
   virtual void sync_directory(const std::string& path) = 0;
   /// Atomically replaces `to` (same directory).
@@ -70,7 +69,6 @@ class posix_file_system final : public file_system {
   bool create_directories(const std::string& path) override;
   std::unique_ptr<file> open(const std::string& path, open_mode mode) override;
   std::string read_file(const std::string& path) override;
-  uint64_t file_size(const std::string& path) override;
   void sync_directory(const std::string& path) override;
   void rename(const std::string& from, const std::string& to) override;
   void remove(const std::string& path) override;

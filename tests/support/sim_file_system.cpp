@@ -314,11 +314,6 @@ std::string sim_file_system::read_file(const std::string& path) {
   return inodes_.at(lookup(normalize(path))).data;
 }
 
-uint64_t sim_file_system::file_size(const std::string& path) {
-  enter_call();
-  return inodes_.at(lookup(normalize(path))).data.size();
-}
-
 void sim_file_system::sync_directory(const std::string& raw_path) {
   enter_call();
   const std::string path = normalize(raw_path);

@@ -92,7 +92,6 @@ class sim_file_system final : public file_system {
   bool create_directories(const std::string& path) override;
   std::unique_ptr<file> open(const std::string& path, open_mode mode) override;
   std::string read_file(const std::string& path) override;
-  uint64_t file_size(const std::string& path) override;
   void sync_directory(const std::string& path) override;
   void rename(const std::string& from, const std::string& to) override;
   void remove(const std::string& path) override;
