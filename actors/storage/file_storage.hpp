@@ -116,7 +116,7 @@ class file_storage final : public storage_backend {
   void maintain(bool idle) override;
 
   /// Who this directory belongs to; valid after `recover`, empty if never recorded.
-  const std::optional<node_identity>& identity() const { return identity_; }
+  std::optional<node_identity> identity() const { return identity_; }
   /// Records `id` durably; empty fields leave the recorded ones as they are. Throws
   /// `std::logic_error` if it would change a recorded node id or a recorded cluster id.
   void record_identity(const node_identity& id);
