@@ -365,6 +365,8 @@ struct file_storage::scan_result {
   /// A torn tail to cut silently.
   std::optional<log_cut> torn_cut;
   std::string torn_report;
+  /// Where and why it looked torn, should the commit hint prove otherwise.
+  std::string torn_place;
   uint64_t torn_records = 0;
   uint64_t torn_bytes = 0;
   /// Corruption: the cut that would repair it.
@@ -497,8 +499,8 @@ recovered_state file_storage::recover() {
           " was committed and synced, so log segments were deleted, emptied or truncated");
     // The commit hint proves the "torn" records were synced: corruption after all.
     scan.damage_cut = scan.torn_cut;
-    scan.damage_description = scan.torn_report + ", but the commit hint in '" +
-                              path_of(hard_state_file_name) + "' says index " +
+    scan.damage_description = "corrupt " + scan.torn_place + ": it looks torn, but the commit " +
+                              "hint in '" + path_of(hard_state_file_name) + "' says index " +
                               std::to_string(hint) + " was synced";
     scan.highest_lost_index = last_index() + scan.torn_records;
     scan.torn_cut.reset();
@@ -677,10 +679,11 @@ file_storage::scan_result file_storage::scan_log(const std::vector<uint64_t>& fi
         result.torn_cut = cut;
         result.torn_records = count_tail_records(bytes, offset);
         result.torn_bytes = bytes.size() - offset;
-        result.torn_report = "cut torn tail of log segment '" + path + "' at offset " +
-                             std::to_string(offset) + " (" + problem + "; " + *torn +
-                             "): dropped " + std::to_string(result.torn_records) +
-                             " partial record(s), " + std::to_string(result.torn_bytes) +
+        result.torn_place = "log segment '" + path + "' at offset " + std::to_string(offset) +
+                            " (" + problem + "; " + *torn + ")";
+        result.torn_report = "cut torn tail of " + result.torn_place + ": dropped " +
+                             std::to_string(result.torn_records) + " partial record(s), " +
+                             std::to_string(result.torn_bytes) +
                              " byte(s); the log now ends at index " + std::to_string(last_index());
       } else {
         result.damage_cut = cut;
