@@ -33,6 +33,10 @@ using peer_up_atom = caf::atom_constant<caf::atom("peerup")>;
 using peer_down_atom = caf::atom_constant<caf::atom("peerdown")>;
 /// Simulated storage: make everything written so far durable.
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
+/// Storage actor to itself: (storage_idle_atom, requests seen when armed) ~10 ms after a
+/// request, for deferred work once idle; (storage_maint_atom) for deferred work due anyway.
+using storage_idle_atom = caf::atom_constant<caf::atom("stidle")>;
+using storage_maint_atom = caf::atom_constant<caf::atom("stmaint")>;
 /// Add a voter: (join_atom, id, raft_address) -> propose_result (ok once the new membership is
 /// committed and applied); forwarded between nodes as (join_atom, id, raft_address, true).
 using join_atom = caf::atom_constant<caf::atom("join")>;
@@ -88,13 +92,13 @@ typename Inspector::result_type inspect(Inspector& f, propose_result& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hard_state& x) {
-  return f(caf::meta::type_name("hard_state"), x.term, x.voted_for);
+  return f(caf::meta::type_name("hard_state"), x.term, x.voted_for, x.repair_until_index);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, persist_request& x) {
   return f(caf::meta::type_name("persist_request"), x.seq, x.has_hard_state, x.state,
-           x.truncate_from, x.entries);
+           x.truncate_from, x.entries, x.commit_index, x.cluster_id);
 }
 
 template <class Inspector>

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -142,10 +143,15 @@ struct propose_result {
 struct hard_state {
   uint64_t term = 0;
   std::string voted_for;
+  /// Protocol-aware recovery (Alagappan et al., FAST 2018): storage lost entries up to here that
+  /// may have been acknowledged, so the node neither votes nor counts toward commit until it has
+  /// caught up from a leader to this index. 0 = healthy.
+  uint64_t repair_until_index = 0;
 };
 
 inline bool operator==(const hard_state& a, const hard_state& b) {
-  return a.term == b.term && a.voted_for == b.voted_for;
+  return a.term == b.term && a.voted_for == b.voted_for &&
+         a.repair_until_index == b.repair_until_index;
 }
 
 /// One write to durable storage, applied in this order: hard state, truncation, append.
@@ -154,10 +160,40 @@ struct persist_request {
   uint64_t seq = 0;
   bool has_hard_state = false;
   hard_state state;
-  /// Remove every entry with index >= this before appending; 0 = truncate nothing.
+  /// Remove every entry with index >= this before appending; 0 = truncate nothing. At or below
+  /// the commit index storage has recorded, this is a deliberate reset of the node's state.
   uint64_t truncate_from = 0;
   /// Contiguous; the first one follows the last entry left after truncation.
   std::vector<log_entry> entries;
+  /// The node's commit index when it made the request (at most the last index after it).
+  /// Storage records it as evidence of how long the log must be at least.
+  uint64_t commit_index = 0;
+  /// The cluster this node belongs to, once known; storage records it durably before
+  /// acknowledging the request. Empty = no change; another than the recorded one is an error.
+  std::string cluster_id;
+};
+
+/// Who a data directory belongs to.
+struct node_identity {
+  std::string node_id;
+  /// Empty until known (a node started with --join learns it when it is added).
+  std::string cluster_id;
+};
+
+inline bool operator==(const node_identity& a, const node_identity& b) {
+  return a.node_id == b.node_id && a.cluster_id == b.cluster_id;
+}
+
+/// Damage storage found at recovery that cutting the log's tail would repair, at the price of
+/// entries this node may have acknowledged.
+struct storage_damage {
+  /// One sentence naming the file and what is wrong with it.
+  std::string description;
+  /// The log is cut after this index.
+  uint64_t keep_last_index = 0;
+  /// Highest index that may have been synced (and acknowledged) and would be lost; at least
+  /// `keep_last_index + 1`.
+  uint64_t possibly_acknowledged_up_to = 0;
 };
 
 /// What a node finds in its storage when it starts.
@@ -165,6 +201,9 @@ struct recovered_state {
   hard_state state;
   /// Contiguous, starting at index 1.
   std::vector<log_entry> entries;
+  /// Set when storage found repairable damage; then `entries` is what would be left after the
+  /// repair, and nothing has been changed on disk yet.
+  std::optional<storage_damage> damage;
 };
 
 // -- state machine

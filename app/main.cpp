@@ -133,6 +133,11 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return fail_startup("cannot use --data-dir '" + opts.data_dir + "': " + e.what());
   }
+  // Repairing means entering repair mode, which the Raft node does not honour yet: refuse, as
+  // storage did before it could tell repairable damage apart.
+  if (recovered.damage)
+    return fail_startup("cannot use --data-dir '" + opts.data_dir +
+                        "': " + recovered.damage->description);
   if (!backend->recovery_report().empty())
     log.write(log_level::warn, "storage: " + backend->recovery_report());
   try {

@@ -2,21 +2,14 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
+#include <cassert>
 #include <cinttypes>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <stdexcept>
 #include <string_view>
-#include <system_error>
 #include <utility>
-
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace infinity {
 
@@ -50,14 +43,16 @@ uint32_t crc32c(const void* data, std::size_t size, uint32_t crc) {
   return ~crc;
 }
 
-// -- helpers
-// ---------------------------------------------------------------------------------------
+// -- format
+// ----------------------------------------------------------------------------------------
 
 namespace {
 
 constexpr const char* lock_file_name = "LOCK";
 constexpr const char* hard_state_file_name = "hard_state";
 constexpr const char* hard_state_temp_file_name = "hard_state.tmp";
+constexpr const char* identity_file_name = "identity";
+constexpr const char* identity_temp_file_name = "identity.tmp";
 
 constexpr std::string_view segment_prefix = "log-";
 constexpr std::string_view segment_suffix = ".seg";
@@ -66,22 +61,18 @@ constexpr std::size_t segment_index_digits = 20; // enough for any uint64_t
 constexpr std::size_t record_header_bytes = 8;       // length, CRC
 constexpr std::size_t entry_fixed_bytes = 8 + 8 + 1; // term, index, kind
 constexpr std::size_t min_record_bytes = record_header_bytes + entry_fixed_bytes;
-constexpr std::size_t hard_state_fixed_bytes = 8; // term
+constexpr uint8_t marker_kind = 0xFF;
+constexpr std::size_t marker_payload_bytes = entry_fixed_bytes + 8; // + its own offset
+constexpr std::size_t marker_record_bytes = record_header_bytes + marker_payload_bytes;
 
-std::string errno_text(int error) {
-  return std::generic_category().message(error);
-}
+constexpr std::string_view hard_state_magic = "IHS2";
+constexpr std::size_t hard_state_fixed_bytes = 4 + 8 + 8 + 8; // magic, term, repair, hint
+constexpr std::size_t hard_state_v1_fixed_bytes = 8;          // term
+constexpr std::string_view identity_magic = "IID1";
 
-[[noreturn]] void throw_io_error(const std::string& action, const std::string& path, int error) {
-  throw std::runtime_error("file_storage: cannot " + action + " '" + path +
-                           "': " + errno_text(error));
-}
-
-[[noreturn]] void throw_corrupt_log(const std::string& path, uint64_t offset,
-                                    const std::string& problem) {
-  throw std::runtime_error("file_storage: corrupt log segment '" + path + "' at offset " +
-                           std::to_string(offset) + ": " + problem);
-}
+/// What an unsynced append leaves after a power cut can only be judged per sector: each one
+/// either reached the disk or still holds what was there (zeros, for fresh space).
+constexpr std::size_t sector_bytes = 512;
 
 void put_u32(std::string& out, uint32_t value) {
   for (int shift = 0; shift < 32; shift += 8)
@@ -107,18 +98,13 @@ uint64_t get_u64(const char* in) {
   return value;
 }
 
-void overwrite_u32(std::string& out, std::size_t position, uint32_t value) {
-  for (int i = 0; i < 4; ++i)
-    out[position + i] = static_cast<char>((value >> (8 * i)) & 0xFFu);
-}
-
 std::string hex32(uint32_t value) {
   char text[16];
   std::snprintf(text, sizeof(text), "0x%08" PRIx32, value);
   return text;
 }
 
-bool is_known_kind(uint8_t kind) {
+bool is_entry_kind(uint8_t kind) {
   return kind <= static_cast<uint8_t>(entry_kind::config);
 }
 
@@ -147,72 +133,44 @@ std::optional<uint64_t> parse_segment_file_name(std::string_view name) {
   return value;
 }
 
-int open_file(const std::string& path, int flags, const char* action) {
-  int fd;
-  do {
-    fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0)
-    throw_io_error(action, path, errno);
-  return fd;
-}
-
-void write_at(int fd, const char* data, std::size_t size, uint64_t offset,
-              const std::string& path) {
-  while (size > 0) {
-    const ssize_t written = ::pwrite(fd, data, size, static_cast<off_t>(offset));
-    if (written < 0) {
-      if (errno == EINTR)
-        continue;
-      throw_io_error("write to", path, errno);
-    }
-    data += written;
-    size -= static_cast<std::size_t>(written);
-    offset += static_cast<uint64_t>(written);
+/// Appends `length | CRC | payload` for the payload that starts at `payload_position` of `out`,
+/// whose header bytes were reserved before it.
+void seal_record(std::string& out, std::size_t header_position) {
+  const std::size_t payload_position = header_position + record_header_bytes;
+  const std::size_t payload_size = out.size() - payload_position;
+  const uint32_t crc = crc32c(out.data() + payload_position, payload_size);
+  for (int i = 0; i < 4; ++i) {
+    out[header_position + i] = static_cast<char>((payload_size >> (8 * i)) & 0xFFu);
+    out[header_position + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xFFu);
   }
-}
-
-std::string read_whole_file(int fd, const std::string& path) {
-  struct stat info {};
-  if (::fstat(fd, &info) != 0)
-    throw_io_error("stat", path, errno);
-  std::string bytes;
-  bytes.reserve(static_cast<std::size_t>(info.st_size));
-  char chunk[1 << 16];
-  for (;;) {
-    const ssize_t got = ::read(fd, chunk, sizeof(chunk));
-    if (got < 0) {
-      if (errno == EINTR)
-        continue;
-      throw_io_error("read", path, errno);
-    }
-    if (got == 0)
-      return bytes;
-    bytes.append(chunk, static_cast<std::size_t>(got));
-  }
-}
-
-void truncate_file(int fd, uint64_t size, const std::string& path) {
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
-    throw_io_error("truncate", path, errno);
-}
-
-void remove_file(const std::string& path) {
-  if (::unlink(path.c_str()) != 0)
-    throw_io_error("delete", path, errno);
 }
 
 void encode_entry(std::string& out, const log_entry& entry) {
   const std::size_t header_position = out.size();
-  put_u32(out, static_cast<uint32_t>(entry_fixed_bytes + entry.data.size()));
-  put_u32(out, 0); // CRC, filled in once the payload is in place
-  const std::size_t payload_position = out.size();
+  out.append(record_header_bytes, '\0');
   put_u64(out, entry.term);
   put_u64(out, entry.index);
   out.push_back(static_cast<char>(entry.kind));
   out.append(entry.data);
-  overwrite_u32(out, header_position + 4,
-                crc32c(out.data() + payload_position, out.size() - payload_position));
+  seal_record(out, header_position);
+}
+
+/// A marker says: the `synced_index` entries before `offset` of this segment were synced.
+void encode_marker(std::string& out, uint64_t synced_index, uint64_t offset) {
+  const std::size_t header_position = out.size();
+  out.append(record_header_bytes, '\0');
+  put_u64(out, 0);
+  put_u64(out, synced_index);
+  out.push_back(static_cast<char>(marker_kind));
+  put_u64(out, offset);
+  seal_record(out, header_position);
+}
+
+std::string framed(const std::string& payload) {
+  std::string out(record_header_bytes, '\0');
+  out += payload;
+  seal_record(out, 0);
+  return out;
 }
 
 struct decoded_record {
@@ -221,6 +179,8 @@ struct decoded_record {
   uint8_t kind = 0;
   std::string_view data;
   std::size_t total_bytes = 0;
+
+  bool is_marker() const { return kind == marker_kind; }
 };
 
 /// Decodes the framed log record at `offset`; on failure returns false and says why in `problem`.
@@ -259,34 +219,125 @@ bool decode_record(std::string_view bytes, std::size_t offset, decoded_record& r
   return true;
 }
 
-/// Looks for an intact record after the bad one at `bad_offset`. Finding one means the damage is
-/// not a torn tail, so cutting there would throw away entries that were durable.
-///
-/// Any offset is tried, since the bad record's own length cannot be trusted. To keep this linear
-/// and to avoid mistaking bytes inside entry data for a record, a candidate must carry an index
-/// that fits: the records between the last good entry and it need at least `min_record_bytes`
-/// each.
-std::optional<std::size_t> find_intact_record_after(std::string_view bytes, std::size_t bad_offset,
-                                                    uint64_t last_good_index) {
-  decoded_record record;
-  std::string ignored;
-  for (std::size_t offset = bad_offset + 1; offset + min_record_bytes <= bytes.size(); ++offset) {
-    const char* header = bytes.data() + offset;
-    const uint32_t payload_size = get_u32(header);
-    if (payload_size < entry_fixed_bytes ||
-        payload_size > bytes.size() - offset - record_header_bytes)
-      continue;
-    const uint64_t index = get_u64(header + record_header_bytes + 8);
-    if (index <= last_good_index ||
-        index - last_good_index - 1 > (offset - bad_offset) / min_record_bytes)
-      continue;
-    if (decode_record(bytes, offset, record, ignored))
-      return offset;
+bool is_intact_marker_at(std::string_view bytes, std::size_t offset) {
+  if (bytes.size() - offset < marker_record_bytes)
+    return false;
+  const char* header = bytes.data() + offset;
+  const char* payload = header + record_header_bytes;
+  // Cheap tests first: a marker names its own offset, so a false match needs a CRC collision.
+  return get_u32(header) == marker_payload_bytes &&
+         static_cast<uint8_t>(payload[16]) == marker_kind &&
+         get_u64(payload + entry_fixed_bytes) == offset &&
+         get_u32(header + 4) == crc32c(payload, marker_payload_bytes);
+}
+
+// -- torn write or corruption ---------------------------------------------------------------------
+
+/// Evidence that the bad record at `offset` of the last segment was synced: an intact sync marker
+/// after it.
+std::optional<std::size_t> find_marker_after(std::string_view bytes, std::size_t offset) {
+  for (std::size_t candidate = offset + 1; candidate + marker_record_bytes <= bytes.size();
+       ++candidate)
+    if (is_intact_marker_at(bytes, candidate))
+      return candidate;
+  return std::nullopt;
+}
+
+/// Evidence that the bad record at `offset` is complete and only its length field is damaged:
+/// its checksum matches a payload of another length, which starts with the expected index (an
+/// entry) or is a marker at this offset. One pass of CRC over the rest of the file.
+std::optional<std::size_t> length_that_matches_crc(std::string_view bytes, std::size_t offset,
+                                                   uint64_t expected_index) {
+  if (bytes.size() - offset < min_record_bytes)
+    return std::nullopt;
+  const char* header = bytes.data() + offset;
+  const char* payload = header + record_header_bytes;
+  const uint32_t stated = get_u32(header);
+  const uint32_t stored_crc = get_u32(header + 4);
+  const std::size_t available = bytes.size() - offset - record_header_bytes;
+  const bool entry_shaped =
+      is_entry_kind(static_cast<uint8_t>(payload[16])) && get_u64(payload + 8) == expected_index;
+  const bool marker_shaped = static_cast<uint8_t>(payload[16]) == marker_kind;
+  if (!entry_shaped && !marker_shaped)
+    return std::nullopt;
+  uint32_t crc = crc32c(payload, entry_fixed_bytes - 1);
+  for (std::size_t length = entry_fixed_bytes; length <= available; ++length) {
+    crc = crc32c(payload + length - 1, 1, crc);
+    if (crc == stored_crc && length != stated &&
+        (entry_shaped ||
+         (length == marker_payload_bytes && get_u64(payload + entry_fixed_bytes) == offset)))
+      return length;
   }
   return std::nullopt;
 }
 
-/// How many records the torn tail held, following its length fields for as long as they are
+/// If the bytes in [begin, end) touch a sector whose part from `begin` on (up to the sector's end
+/// or the end of the file) is all zeros, returns that range: an unsynced write whose sector never
+/// reached the disk.
+std::optional<std::pair<std::size_t, std::size_t>>
+zeroed_sector(std::string_view bytes, std::size_t begin, std::size_t end) {
+  for (std::size_t sector = begin / sector_bytes * sector_bytes; sector < end;
+       sector += sector_bytes) {
+    const std::size_t from = std::max(begin, sector);
+    const std::size_t to = std::min(sector + sector_bytes, bytes.size());
+    if (from < to && std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(from),
+                                 bytes.begin() + static_cast<std::ptrdiff_t>(to),
+                                 [](char c) { return c == '\0'; }))
+      return std::make_pair(from, to);
+  }
+  return std::nullopt;
+}
+
+/// If the bad record at `offset` has the shape of a torn append, says which.
+std::optional<std::string> torn_shape(std::string_view bytes, std::size_t offset) {
+  const std::size_t remaining = bytes.size() - offset;
+  if (remaining < record_header_bytes)
+    return "a header cut short by the end of the file";
+  const uint32_t payload_size = get_u32(bytes.data() + offset);
+  // With an implausible length only the header itself can be judged.
+  std::size_t end = offset + record_header_bytes;
+  if (payload_size >= entry_fixed_bytes) {
+    if (payload_size > remaining - record_header_bytes)
+      return "a record cut short by the end of the file";
+    end = offset + record_header_bytes + payload_size;
+  }
+  if (auto zeros = zeroed_sector(bytes, offset, end))
+    return "bytes " + std::to_string(zeros->first) + " to " + std::to_string(zeros->second) +
+           " read back as zeros";
+  return std::nullopt;
+}
+
+/// Highest index named by an intact record at or after `start` (an entry's index, a marker's
+/// synced index), trying every offset since lengths after damage cannot be trusted. An entry
+/// counts only if its index fits: the records between the last good entry (`base_index`) and it
+/// need `min_record_bytes` each. That keeps this linear and ignores entry data that looks like a
+/// record.
+uint64_t highest_intact_index(std::string_view bytes, std::size_t start, uint64_t base_index) {
+  uint64_t highest = 0;
+  std::size_t offset = start;
+  while (offset + min_record_bytes <= bytes.size()) {
+    const char* header = bytes.data() + offset;
+    const uint32_t payload_size = get_u32(header);
+    if (payload_size >= entry_fixed_bytes &&
+        payload_size <= bytes.size() - offset - record_header_bytes) {
+      const uint64_t index = get_u64(header + record_header_bytes + 8);
+      const uint8_t kind = static_cast<uint8_t>(header[record_header_bytes + 16]);
+      const bool plausible =
+          kind == marker_kind ? is_intact_marker_at(bytes, offset)
+                              : is_entry_kind(kind) && index > base_index &&
+                                    index - base_index - 1 <= (offset - start) / min_record_bytes;
+      if (plausible && get_u32(header + 4) == crc32c(header + record_header_bytes, payload_size)) {
+        highest = std::max(highest, index);
+        offset += record_header_bytes + payload_size;
+        continue;
+      }
+    }
+    ++offset;
+  }
+  return highest;
+}
+
+/// How many records a torn tail held, following its length fields for as long as they are
 /// plausible. At least one whenever bytes are dropped.
 uint64_t count_tail_records(std::string_view bytes, std::size_t offset) {
   uint64_t records = 0;
@@ -308,56 +359,67 @@ uint64_t count_tail_records(std::string_view bytes, std::size_t offset) {
 // -- file_storage
 // ----------------------------------------------------------------------------------
 
-void file_storage::owned_fd::reset(int fd) {
-  if (fd_ >= 0)
-    ::close(fd_); // errors here are not actionable: durability comes from explicit fsyncs
-  fd_ = fd;
-}
+/// What `scan_log` found beyond the entries it loaded into `segments_` and `entry_locations_`.
+struct file_storage::scan_result {
+  std::vector<log_entry> entries;
+  /// A torn tail to cut silently.
+  std::optional<log_cut> torn_cut;
+  std::string torn_report;
+  /// Where and why it looked torn, should the commit hint prove otherwise.
+  std::string torn_place;
+  uint64_t torn_records = 0;
+  uint64_t torn_bytes = 0;
+  /// Corruption: the cut that would repair it.
+  std::optional<log_cut> damage_cut;
+  std::string damage_description;
+  /// Upper bound of the indexes lost with the damage, from what survives after it.
+  uint64_t highest_lost_index = 0;
+};
 
-file_storage::file_storage(std::string directory, file_storage_options options)
-    : directory_(std::move(directory)), options_(options) {
+file_storage::file_storage(std::string directory, file_storage_options options,
+                           std::shared_ptr<file_system> fs)
+    : directory_(std::move(directory)), options_(options),
+      fs_(fs ? std::move(fs) : std::make_shared<posix_file_system>()) {
   if (directory_.empty())
     throw std::runtime_error("file_storage: the data directory path is empty");
-  std::error_code error;
-  const bool created = std::filesystem::create_directories(directory_, error);
-  if (error)
-    throw std::runtime_error("file_storage: cannot create data directory '" + directory_ +
-                             "': " + error.message());
-  directory_fd_ = owned_fd(open_file(directory_, O_RDONLY | O_DIRECTORY, "open data directory"));
-  if (created) {
+  if (fs_->create_directories(directory_)) {
     // The new directory's own entry lives in its parent; without this a crash could lose the
     // whole directory along with everything later synced inside it.
-    auto normalized = std::filesystem::absolute(directory_, error).lexically_normal();
+    auto normalized = std::filesystem::path(directory_).lexically_normal();
     if (!normalized.has_filename()) // written with a trailing slash
       normalized = normalized.parent_path();
-    const auto parent = normalized.parent_path();
-    if (!error && !parent.empty()) {
-      owned_fd parent_fd(open_file(parent.string(), O_RDONLY | O_DIRECTORY, "open directory"));
-      if (::fsync(parent_fd.get()) != 0)
-        throw_io_error("sync directory", parent.string(), errno);
-    }
+    std::string parent = normalized.parent_path().string();
+    if (parent.empty())
+      parent = ".";
+    fs_->sync_directory(parent);
   }
   const std::string lock_path = path_of(lock_file_name);
-  lock_fd_ = owned_fd(open_file(lock_path, O_RDWR | O_CREAT, "create lock file"));
-  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    const int lock_error = errno;
-    if (lock_error == EWOULDBLOCK)
-      throw std::runtime_error("file_storage: data directory '" + directory_ +
-                               "' is already in use (lock file '" + lock_path +
-                               "' is held by another process or storage object)");
-    throw_io_error("lock", lock_path, lock_error);
-  }
+  lock_ = fs_->try_lock(lock_path);
+  if (!lock_)
+    throw std::runtime_error("file_storage: data directory '" + directory_ +
+                             "' is already in use (lock file '" + lock_path +
+                             "' is held by another process or storage object)");
 }
 
 file_storage::~file_storage() {
-  // Not a promise of durability (only `sync` gives that), but a clean shutdown should not lose
-  // appends just because they were still in our buffer.
-  if (!failed_ && current_fd_.is_open() && !write_buffer_.empty()) {
-    try {
-      flush_write_buffer();
-    } catch (...) {
-      // Nothing was promised for these bytes; recovery copes with whatever reached the disk.
+  // Not a promise of durability (only `sync` gives that), but a clean shutdown should neither
+  // lose appends still in our buffer nor the evidence that the last batch was synced. Only
+  // through the open segment: a pending hard state would have to go first, and a handle of a
+  // process that (in simulation) died since cannot write into the next one's files.
+  if (failed_ || !recovered_ || damage_ || !current_file_ ||
+      (pending_hard_state_ && !(*pending_hard_state_ == persisted_.state)))
+    return;
+  try {
+    if (marker_pending_) {
+      append_marker();
+      --stats_.markers_in_batches;
+      ++stats_.markers_alone;
     }
+    flush_write_buffer();
+    if (current_segment_unsynced_)
+      sync_file(*current_file_);
+  } catch (...) {
+    // Nothing was promised for these bytes; recovery copes with whatever reached the disk.
   }
 }
 
@@ -369,9 +431,18 @@ std::string file_storage::segment_path(std::size_t position) const {
   return path_of(segment_file_name(segments_[position].first_index));
 }
 
+uint64_t file_storage::wanted_commit_hint() const {
+  return std::max(persisted_.commit_hint, std::min(requested_commit_index_, synced_last_index_));
+}
+
 void file_storage::require_usable(const char* operation) const {
   if (!recovered_)
     throw std::logic_error(std::string("file_storage::") + operation + " called before recover()");
+  if (damage_)
+    throw std::logic_error(std::string("file_storage::") + operation +
+                           " called while recover() found damage that accept_repair() has not "
+                           "repaired: " +
+                           damage_->description);
   if (failed_)
     throw std::runtime_error("file_storage: an earlier I/O error left '" + directory_ +
                              "' in an unknown state; restart the node to recover from disk");
@@ -386,66 +457,299 @@ recovered_state file_storage::recover() {
   recovered_state result;
 
   std::vector<uint64_t> segment_first_indexes;
+  std::vector<std::string> temp_files;
   bool has_hard_state = false;
-  bool has_hard_state_temp = false;
-  std::error_code error;
-  for (std::filesystem::directory_iterator it(directory_, error), end; !error && it != end;
-       it.increment(error)) {
-    const std::string name = it->path().filename().string();
+  bool has_identity = false;
+  for (const std::string& name : fs_->list_directory(directory_)) {
     if (name == hard_state_file_name)
       has_hard_state = true;
-    else if (name == hard_state_temp_file_name)
-      has_hard_state_temp = true;
+    else if (name == identity_file_name)
+      has_identity = true;
+    else if (name == hard_state_temp_file_name || name == identity_temp_file_name)
+      temp_files.push_back(name); // a crash before the rename: never became the real file
     else if (auto first_index = parse_segment_file_name(name))
       segment_first_indexes.push_back(*first_index);
   }
-  if (error)
-    throw std::runtime_error("file_storage: cannot list data directory '" + directory_ +
-                             "': " + error.message());
   std::sort(segment_first_indexes.begin(), segment_first_indexes.end());
 
-  if (has_hard_state_temp) {
-    // Left by a crash before the rename, so it never became the hard state.
-    remove_file(path_of(hard_state_temp_file_name));
-    directory_unsynced_ = true;
-  }
-
+  if (has_identity)
+    identity_ = read_identity_file();
   if (has_hard_state) {
-    result.state = read_hard_state_file();
-  } else if (!segment_first_indexes.empty()) {
+    persisted_ = read_hard_state_file();
+  } else if (!segment_first_indexes.empty() || has_identity) {
     throw std::runtime_error(
-        "file_storage: hard state file '" + path_of(hard_state_file_name) +
-        "' is missing but the log has " + std::to_string(segment_first_indexes.size()) +
-        " segment(s) starting with '" + path_of(segment_file_name(segment_first_indexes.front())) +
-        "'; refusing to start without the term and vote");
-  } else {
-    // A fresh directory gets a hard state file before any segment can exist, so that later a
-    // missing file can only mean damage, never "not written yet".
-    write_hard_state_file(result.state);
+        "file_storage: hard state file '" + path_of(hard_state_file_name) + "' is missing but " +
+        (segment_first_indexes.empty()
+             ? "the identity file '" + path_of(identity_file_name) + "' exists"
+             : "the log has " + std::to_string(segment_first_indexes.size()) +
+                   " segment(s) starting with '" +
+                   path_of(segment_file_name(segment_first_indexes.front())) + "'") +
+        "; refusing to start without the term and vote");
   }
-  persisted_hard_state_ = result.state;
+  result.state = persisted_.state;
 
-  load_segments(segment_first_indexes, result);
+  scan_result scan = scan_log(segment_first_indexes);
+  const uint64_t hint = persisted_.commit_hint;
+  if (!scan.damage_cut && last_index() < hint) {
+    if (!scan.torn_cut || scan.torn_bytes == 0)
+      throw std::runtime_error(
+          "file_storage: the log in '" + directory_ + "' ends at index " +
+          std::to_string(last_index()) + " but hard state file '" + path_of(hard_state_file_name) +
+          "' records that index " + std::to_string(hint) +
+          " was committed and synced, so log segments were deleted, emptied or truncated");
+    // The commit hint proves the "torn" records were synced: corruption after all.
+    scan.damage_cut = scan.torn_cut;
+    scan.damage_description = "corrupt " + scan.torn_place + ": it looks torn, but the commit " +
+                              "hint in '" + path_of(hard_state_file_name) + "' says index " +
+                              std::to_string(hint) + " was synced";
+    scan.highest_lost_index = last_index() + scan.torn_records;
+    scan.torn_cut.reset();
+  }
 
-  // Also covers renames and segment creations a crashed predecessor never synced.
-  sync_directory();
-  recovered_ = true;
+  if (scan.damage_cut) {
+    // Nothing changes on disk until the caller accepts the repair.
+    damage_ = storage_damage{
+        "file_storage: " + scan.damage_description + "; repairing would cut the log after index " +
+            std::to_string(last_index()),
+        last_index(), std::max({last_index() + 1, scan.highest_lost_index, hint})};
+    repair_cut_ = scan.damage_cut;
+    leftover_temp_files_ = std::move(temp_files);
+    result.entries = std::move(scan.entries);
+    result.damage = damage_;
+    recovered_ = true;
+    return result;
+  }
+
+  if (scan.torn_cut) {
+    recovery_report_ += scan.torn_report + "\n";
+    entries_dropped_ += scan.torn_records;
+    bytes_dropped_ += scan.torn_bytes;
+  }
+  leftover_temp_files_ = std::move(temp_files);
+  finish_recovery(scan.torn_cut, !has_hard_state);
+  result.entries = std::move(scan.entries);
   return result;
 }
 
-hard_state file_storage::read_hard_state_file() {
+void file_storage::accept_repair() {
+  if (!recovered_ || !damage_)
+    throw std::logic_error("file_storage::accept_repair() called without damage to repair");
+  if (failed_)
+    throw std::runtime_error("file_storage: an earlier I/O error left '" + directory_ +
+                             "' in an unknown state; restart the node to recover from disk");
+  try {
+    remove_leftover_temp_files(); // before write_hard_state_file reuses the name
+    // Repair mode is durable before anything is cut, so a crash during the cut restarts in it.
+    hard_state state = persisted_.state;
+    state.repair_until_index =
+        std::max(state.repair_until_index, damage_->possibly_acknowledged_up_to);
+    write_hard_state_file(state, std::min(persisted_.commit_hint, damage_->keep_last_index));
+    recovery_report_ += "repaired: " + damage_->description + "; entries up to index " +
+                        std::to_string(damage_->possibly_acknowledged_up_to) +
+                        " must be caught up from a leader\n";
+    const std::optional<log_cut> cut = repair_cut_;
+    damage_.reset();
+    repair_cut_.reset();
+    recovered_ = false; // finish_recovery sets it once everything is durable
+    finish_recovery(cut, false);
+  } catch (...) {
+    failed_ = true;
+    throw;
+  }
+}
+
+void file_storage::remove_leftover_temp_files() {
+  for (const std::string& name : leftover_temp_files_) {
+    fs_->remove(path_of(name));
+    directory_unsynced_ = true;
+  }
+  leftover_temp_files_.clear();
+}
+
+void file_storage::finish_recovery(const std::optional<log_cut>& cut, bool fresh) {
+  remove_leftover_temp_files(); // before write_hard_state_file reuses the name
+  if (fresh)
+    // A fresh directory gets a hard state file before any segment can exist, so that later a
+    // missing file can only mean damage, never "not written yet".
+    write_hard_state_file(persisted_.state, 0);
+  std::optional<uint64_t> synced_by_cut;
+  if (cut)
+    synced_by_cut = apply_cut(*cut);
+  // What we read may exist only in the page cache of a process that crashed before its sync;
+  // once recovered, the node treats it as durable (acting on a vote a power loss could still
+  // undo would allow voting twice in one term), so make it so.
+  for (std::size_t position = 0; position < segments_.size(); ++position)
+    if (segments_[position].first_index != synced_by_cut)
+      sync_file(*fs_->open(segment_path(position), file_system::open_mode::existing));
+  sync_file(*fs_->open(path_of(hard_state_file_name), file_system::open_mode::existing));
+  if (identity_)
+    sync_file(*fs_->open(path_of(identity_file_name), file_system::open_mode::existing));
+  // Also covers renames and segment creations a crashed predecessor never synced.
+  sync_directory();
+
+  flushed_size_ = segments_.empty() ? 0 : segments_.back().size;
+  synced_last_index_ = last_index();
+  marker_pending_ = flushed_size_ > 0;
+  requested_commit_index_ = persisted_.commit_hint;
+  assert(persisted_.commit_hint <= last_index());
+  recovered_ = true;
+}
+
+file_storage::scan_result file_storage::scan_log(const std::vector<uint64_t>& first_indexes) {
+  scan_result result;
+  uint64_t last_term = 0;
+  for (std::size_t position = 0; position < first_indexes.size(); ++position) {
+    const uint64_t first_index = first_indexes[position];
+    const std::string path = path_of(segment_file_name(first_index));
+    const bool is_last = position + 1 == first_indexes.size();
+
+    if (result.damage_cut) {
+      // Lost with the damage before it: only an upper bound of what it held matters.
+      const std::string bytes = fs_->read_file(path);
+      if (!bytes.empty())
+        result.highest_lost_index = std::max({result.highest_lost_index, first_index,
+                                              highest_intact_index(bytes, 0, first_index - 1)});
+      result.damage_cut->later_first_indexes.push_back(first_index);
+      continue;
+    }
+
+    const uint64_t expected_index = last_index() + 1;
+    if (first_index != expected_index)
+      throw std::runtime_error(
+          "file_storage: log segment '" + path + "' starts at index " +
+          std::to_string(first_index) + " but the log before it ends at index " +
+          std::to_string(expected_index - 1) + (position == 0 ? " (no earlier segment)" : "") +
+          "; a segment is missing or misnamed");
+    const std::string bytes = fs_->read_file(path);
+    if (bytes.empty() && !is_last)
+      throw std::runtime_error("file_storage: log segment '" + path +
+                               "' is empty but later segments exist; it was emptied");
+    segments_.push_back(segment{first_index, 0});
+    const std::size_t entries_before = entry_locations_.size();
+
+    std::size_t offset = 0;
+    while (offset < bytes.size()) {
+      decoded_record record;
+      std::string problem;
+      if (decode_record(bytes, offset, record, problem)) {
+        if (record.is_marker()) {
+          if (record.total_bytes != marker_record_bytes || record.term != 0 ||
+              get_u64(record.data.data()) != offset || record.index != last_index())
+            throw std::runtime_error("file_storage: log segment '" + path + "' has at offset " +
+                                     std::to_string(offset) +
+                                     " a sync marker that does not match its place in the log");
+          offset += record.total_bytes;
+          continue;
+        }
+        const auto refuse = [&](const std::string& what) {
+          throw std::runtime_error("file_storage: log segment '" + path + "' at offset " +
+                                   std::to_string(offset) + " holds a valid record that " + what);
+        };
+        if (record.index != last_index() + 1)
+          refuse("has index " + std::to_string(record.index) + ", expected " +
+                 std::to_string(last_index() + 1));
+        if (record.term < last_term)
+          refuse("has term " + std::to_string(record.term) + ", below the term " +
+                 std::to_string(last_term) + " of the entry before it");
+        if (!is_entry_kind(record.kind))
+          refuse("has unknown kind " + std::to_string(record.kind));
+        entry_locations_.push_back(entry_location{segments_.size() - 1, offset, record.term});
+        result.entries.push_back(log_entry{record.term, record.index,
+                                           static_cast<entry_kind>(record.kind),
+                                           std::string(record.data)});
+        last_term = record.term;
+        offset += record.total_bytes;
+        continue;
+      }
+
+      // A bad record: a torn write only if nothing proves it was synced and it looks torn.
+      std::string evidence;
+      if (!is_last)
+        evidence = "it is not in the last segment, and a segment is synced before the next starts";
+      else if (auto marker = find_marker_after(bytes, offset))
+        evidence =
+            "an intact sync marker at offset " + std::to_string(*marker) + " proves it was synced";
+      else if (auto length = length_that_matches_crc(bytes, offset, last_index() + 1))
+        evidence = "its checksum matches at length " + std::to_string(*length) +
+                   ", so the record is complete and its length field damaged";
+      const std::optional<std::string> torn =
+          evidence.empty() ? torn_shape(bytes, offset) : std::nullopt;
+      const log_cut cut{first_index, offset, false, {}};
+      if (torn) {
+        result.torn_cut = cut;
+        result.torn_records = count_tail_records(bytes, offset);
+        result.torn_bytes = bytes.size() - offset;
+        result.torn_place = "log segment '" + path + "' at offset " + std::to_string(offset) +
+                            " (" + problem + "; " + *torn + ")";
+        result.torn_report = "cut torn tail of " + result.torn_place + ": dropped " +
+                             std::to_string(result.torn_records) + " partial record(s), " +
+                             std::to_string(result.torn_bytes) +
+                             " byte(s); the log now ends at index " + std::to_string(last_index());
+      } else {
+        result.damage_cut = cut;
+        result.damage_description =
+            "corrupt log segment '" + path + "' at offset " + std::to_string(offset) + ": " +
+            problem + "; " +
+            (evidence.empty() ? "a complete record of non-zero bytes is no torn write" : evidence);
+        result.highest_lost_index = highest_intact_index(bytes, offset, last_index());
+      }
+      break;
+    }
+    segments_.back().size = offset;
+    if (entry_locations_.size() == entries_before && !is_last && !result.damage_cut)
+      throw std::runtime_error("file_storage: log segment '" + path +
+                               "' holds no entries but later segments exist");
+    if (entry_locations_.size() == entries_before) {
+      // No entry left in it: the cut (or the trace of a rollover interrupted before its first
+      // record reached the disk) removes the file.
+      segments_.pop_back();
+      if (result.damage_cut) {
+        result.damage_cut->remove_file = true;
+      } else if (result.torn_cut) {
+        result.torn_cut->remove_file = true;
+      } else {
+        result.torn_cut = log_cut{first_index, 0, true, {}};
+        result.torn_report = "removed empty log segment '" + path + "'";
+      }
+    }
+  }
+  return result;
+}
+
+std::optional<uint64_t> file_storage::apply_cut(const log_cut& cut) {
+  // Newest first, each removal durable before the next: whatever a crash leaves behind is still
+  // a contiguous run of segments.
+  for (auto it = cut.later_first_indexes.rbegin(); it != cut.later_first_indexes.rend(); ++it) {
+    fs_->remove(path_of(segment_file_name(*it)));
+    ++stats_.segments_deleted;
+    sync_directory();
+  }
+  const std::string path = path_of(segment_file_name(cut.first_index));
+  if (cut.remove_file) {
+    fs_->remove(path);
+    ++stats_.segments_deleted;
+    sync_directory();
+    return std::nullopt;
+  }
+  // Durable now, so new appends can never sit behind the old bytes.
+  auto file = fs_->open(path, file_system::open_mode::existing);
+  file->truncate(cut.offset);
+  sync_file(*file);
+  return cut.first_index;
+}
+
+// -- hard state and identity files
+// ---------------------------------------------------------
+
+file_storage::hard_state_record file_storage::read_hard_state_file() {
   const std::string path = path_of(hard_state_file_name);
-  owned_fd fd(open_file(path, O_RDONLY, "open hard state file"));
-  const std::string bytes = read_whole_file(fd.get(), path);
-  // A crashed predecessor may have left this only in the page cache; acting on a vote that a
-  // power loss could still undo would allow voting twice in one term.
-  sync_file(fd.get(), path);
+  const std::string bytes = fs_->read_file(path);
   auto corrupt = [&](const std::string& problem) {
     return std::runtime_error("file_storage: corrupt hard state file '" + path + "': " + problem);
   };
-  if (bytes.size() < record_header_bytes + hard_state_fixed_bytes)
+  if (bytes.size() < record_header_bytes + hard_state_v1_fixed_bytes)
     throw corrupt("only " + std::to_string(bytes.size()) + " bytes, at least " +
-                  std::to_string(record_header_bytes + hard_state_fixed_bytes) + " expected");
+                  std::to_string(record_header_bytes + hard_state_v1_fixed_bytes) + " expected");
   const uint32_t payload_size = get_u32(bytes.data());
   if (payload_size != bytes.size() - record_header_bytes)
     throw corrupt("length field says " + std::to_string(payload_size) +
@@ -456,126 +760,106 @@ hard_state file_storage::read_hard_state_file() {
   if (stored_crc != actual_crc)
     throw corrupt("CRC mismatch (stored " + hex32(stored_crc) + ", computed " + hex32(actual_crc) +
                   ")");
-  hard_state state;
-  state.term = get_u64(bytes.data() + record_header_bytes);
-  state.voted_for = bytes.substr(record_header_bytes + hard_state_fixed_bytes);
-  return state;
+  const std::string_view payload(bytes.data() + record_header_bytes, payload_size);
+  hard_state_record record;
+  if (payload.size() >= hard_state_fixed_bytes && payload.substr(0, 4) == hard_state_magic) {
+    record.state.term = get_u64(payload.data() + 4);
+    record.state.repair_until_index = get_u64(payload.data() + 12);
+    record.commit_hint = get_u64(payload.data() + 20);
+    record.state.voted_for = std::string(payload.substr(hard_state_fixed_bytes));
+  } else {
+    // The first format: no repair mode, no commit hint.
+    record.state.term = get_u64(payload.data());
+    record.state.voted_for = std::string(payload.substr(hard_state_v1_fixed_bytes));
+  }
+  return record;
 }
 
-void file_storage::write_hard_state_file(const hard_state& state) {
-  std::string bytes;
-  put_u32(bytes, static_cast<uint32_t>(hard_state_fixed_bytes + state.voted_for.size()));
-  put_u32(bytes, 0);
-  put_u64(bytes, state.term);
-  bytes.append(state.voted_for);
-  overwrite_u32(bytes, 4,
-                crc32c(bytes.data() + record_header_bytes, bytes.size() - record_header_bytes));
+void file_storage::write_hard_state_file(const hard_state& state, uint64_t commit_hint) {
+  assert(commit_hint <= std::max(last_index(), persisted_.commit_hint));
+  std::string payload(hard_state_magic);
+  put_u64(payload, state.term);
+  put_u64(payload, state.repair_until_index);
+  put_u64(payload, commit_hint);
+  payload += state.voted_for;
+  write_atomically(hard_state_file_name, hard_state_temp_file_name, framed(payload));
+  persisted_ = hard_state_record{state, commit_hint};
+  ++stats_.hard_state_writes;
+}
 
+std::optional<node_identity> file_storage::read_identity_file() {
+  const std::string path = path_of(identity_file_name);
+  const std::string bytes = fs_->read_file(path);
+  auto corrupt = [&](const std::string& problem) {
+    return std::runtime_error("file_storage: corrupt identity file '" + path + "': " + problem);
+  };
+  const std::size_t fixed = record_header_bytes + identity_magic.size() + 4;
+  if (bytes.size() < fixed)
+    throw corrupt("only " + std::to_string(bytes.size()) + " bytes, at least " +
+                  std::to_string(fixed) + " expected");
+  if (get_u32(bytes.data()) != bytes.size() - record_header_bytes ||
+      get_u32(bytes.data() + 4) !=
+          crc32c(bytes.data() + record_header_bytes, bytes.size() - record_header_bytes))
+    throw corrupt("length or CRC mismatch");
+  const std::string_view payload(bytes.data() + record_header_bytes,
+                                 bytes.size() - record_header_bytes);
+  if (payload.substr(0, identity_magic.size()) != identity_magic)
+    throw corrupt("unknown format");
+  const uint32_t node_id_size = get_u32(payload.data() + identity_magic.size());
+  const std::size_t ids = identity_magic.size() + 4;
+  if (node_id_size > payload.size() - ids)
+    throw corrupt("node id length " + std::to_string(node_id_size) + " runs past the end");
+  return node_identity{std::string(payload.substr(ids, node_id_size)),
+                       std::string(payload.substr(ids + node_id_size))};
+}
+
+void file_storage::write_identity_file(const node_identity& id) {
+  std::string payload(identity_magic);
+  put_u32(payload, static_cast<uint32_t>(id.node_id.size()));
+  payload += id.node_id;
+  payload += id.cluster_id;
+  write_atomically(identity_file_name, identity_temp_file_name, framed(payload));
+  identity_ = id;
+}
+
+void file_storage::write_atomically(const std::string& name, const std::string& temp_name,
+                                    const std::string& bytes) {
   // Write-then-rename: a crash leaves either the old file or the new one, never a mix.
-  const std::string temp_path = path_of(hard_state_temp_file_name);
-  const std::string final_path = path_of(hard_state_file_name);
+  const std::string temp_path = path_of(temp_name);
   {
-    owned_fd fd(open_file(temp_path, O_WRONLY | O_CREAT | O_TRUNC, "create hard state file"));
-    write_at(fd.get(), bytes.data(), bytes.size(), 0, temp_path);
-    sync_file(fd.get(), temp_path);
+    auto file = fs_->open(temp_path, file_system::open_mode::create_or_truncate);
+    file->write_at(0, bytes);
+    sync_file(*file);
   }
-  if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
-    throw_io_error("rename '" + temp_path + "' to", final_path, errno);
+  fs_->rename(temp_path, path_of(name));
   sync_directory();
-  persisted_hard_state_ = state;
 }
 
-void file_storage::load_segments(const std::vector<uint64_t>& first_indexes,
-                                 recovered_state& result) {
-  uint64_t last_term = 0;
-  for (std::size_t position = 0; position < first_indexes.size(); ++position) {
-    const bool is_last = position + 1 == first_indexes.size();
-    const uint64_t expected_index = last_index() + 1;
-    segments_.push_back(segment{first_indexes[position], 0});
-    const std::string path = segment_path(position);
-    if (first_indexes[position] != expected_index)
-      throw std::runtime_error(
-          "file_storage: log segment '" + path + "' starts at index " +
-          std::to_string(first_indexes[position]) + " but the log before it ends at index " +
-          std::to_string(expected_index - 1) + (position == 0 ? " (no earlier segment)" : "") +
-          "; a segment is missing or misnamed");
-
-    owned_fd fd(open_file(path, O_RDONLY, "open log segment"));
-    const std::string bytes = read_whole_file(fd.get(), path);
-    // What we read may exist only in the page cache of a process that crashed before its sync;
-    // once recovered, the node treats these entries as durable, so make them so.
-    sync_file(fd.get(), path);
-
-    std::size_t offset = 0;
-    while (offset < bytes.size()) {
-      decoded_record record;
-      std::string problem;
-      if (!decode_record(bytes, offset, record, problem)) {
-        if (!is_last)
-          throw_corrupt_log(path, offset,
-                            problem + "; this is not the last segment, so it is not a torn write");
-        if (auto intact = find_intact_record_after(bytes, offset, last_index()))
-          throw_corrupt_log(path, offset,
-                            problem + "; an intact record follows at offset " +
-                                std::to_string(*intact) + ", so this is not a torn tail");
-        cut_torn_tail(path, bytes, offset, problem);
-        break;
-      }
-      if (record.index != last_index() + 1)
-        throw_corrupt_log(path, offset,
-                          "record has index " + std::to_string(record.index) + ", expected " +
-                              std::to_string(last_index() + 1));
-      if (record.term < last_term)
-        throw_corrupt_log(path, offset,
-                          "record " + std::to_string(record.index) + " has term " +
-                              std::to_string(record.term) + ", below the term " +
-                              std::to_string(last_term) + " of the entry before it");
-      if (!is_known_kind(record.kind))
-        throw_corrupt_log(path, offset,
-                          "record " + std::to_string(record.index) + " has unknown kind " +
-                              std::to_string(record.kind));
-      entry_locations_.push_back(entry_location{position, offset, record.term});
-      result.entries.push_back(log_entry{record.term, record.index,
-                                         static_cast<entry_kind>(record.kind),
-                                         std::string(record.data)});
-      last_term = record.term;
-      offset += record.total_bytes;
-    }
-    segments_.back().size = offset;
-
-    if (offset == 0) {
-      if (!is_last)
-        throw_corrupt_log(path, 0, "segment is empty but later segments exist");
-      // A rollover interrupted before its first record reached the disk.
-      if (bytes.empty()) {
-        recovery_report_ += "removed empty log segment '" + path + "'\n";
-      }
-      remove_file(path);
-      segments_.pop_back();
-      directory_unsynced_ = true;
-      ++stats_.segments_deleted;
-    }
+void file_storage::record_identity(const node_identity& id) {
+  if (!recovered_)
+    throw std::logic_error("file_storage::record_identity() called before recover()");
+  if (failed_)
+    throw std::runtime_error("file_storage: an earlier I/O error left '" + directory_ +
+                             "' in an unknown state; restart the node to recover from disk");
+  node_identity merged = identity_.value_or(node_identity{});
+  auto merge = [&](std::string& recorded, const std::string& wanted, const char* what) {
+    if (wanted.empty())
+      return;
+    if (!recorded.empty() && recorded != wanted)
+      throw std::logic_error("file_storage: data directory '" + directory_ + "' belongs to " +
+                             what + " '" + recorded + "', not '" + wanted + "'");
+    recorded = wanted;
+  };
+  merge(merged.node_id, id.node_id, "node");
+  merge(merged.cluster_id, id.cluster_id, "cluster");
+  if (identity_ ? merged == *identity_ : merged == node_identity{})
+    return;
+  try {
+    write_identity_file(merged);
+  } catch (...) {
+    failed_ = true;
+    throw;
   }
-  flushed_size_ = segments_.empty() ? 0 : segments_.back().size;
-}
-
-void file_storage::cut_torn_tail(const std::string& path, const std::string& bytes, uint64_t offset,
-                                 const std::string& problem) {
-  const uint64_t dropped_bytes = bytes.size() - offset;
-  const uint64_t dropped_records = count_tail_records(bytes, offset);
-  entries_dropped_ += dropped_records;
-  bytes_dropped_ += dropped_bytes;
-  recovery_report_ += "cut torn tail of log segment '" + path + "' at offset " +
-                      std::to_string(offset) + " (" + problem + "): dropped " +
-                      std::to_string(dropped_records) + " partial record(s), " +
-                      std::to_string(dropped_bytes) + " byte(s); the log now ends at index " +
-                      std::to_string(last_index()) + "\n";
-  if (offset == 0)
-    return; // the caller removes the then empty segment
-  // The cut is made durable now, so new appends can never sit behind the old torn bytes.
-  owned_fd fd(open_file(path, O_WRONLY, "open log segment"));
-  truncate_file(fd.get(), offset, path);
-  sync_file(fd.get(), path);
 }
 
 // -- writing
@@ -583,7 +867,7 @@ void file_storage::cut_torn_tail(const std::string& path, const std::string& byt
 
 void file_storage::validate(const persist_request& request) const {
   if (request.has_hard_state) {
-    const hard_state& latest = pending_hard_state_ ? *pending_hard_state_ : persisted_hard_state_;
+    const hard_state& latest = pending_hard_state_ ? *pending_hard_state_ : persisted_.state;
     if (request.state.term < latest.term)
       throw std::logic_error("file_storage: term would go back from " +
                              std::to_string(latest.term) + " to " +
@@ -592,6 +876,11 @@ void file_storage::validate(const persist_request& request) const {
         std::numeric_limits<uint32_t>::max() - hard_state_fixed_bytes)
       throw std::logic_error("file_storage: voted_for is too long");
   }
+  if (!request.cluster_id.empty() && identity_ && !identity_->cluster_id.empty() &&
+      identity_->cluster_id != request.cluster_id)
+    throw std::logic_error("file_storage: data directory '" + directory_ +
+                           "' belongs to cluster '" + identity_->cluster_id + "', not '" +
+                           request.cluster_id + "'");
   uint64_t end = last_index();
   if (request.truncate_from != 0 && request.truncate_from <= end)
     end = request.truncate_from - 1;
@@ -604,7 +893,7 @@ void file_storage::validate(const persist_request& request) const {
       throw std::logic_error("file_storage: entry " + std::to_string(entry.index) + " has term " +
                              std::to_string(entry.term) + ", below the term " +
                              std::to_string(previous_term) + " of the entry before it");
-    if (!is_known_kind(static_cast<uint8_t>(entry.kind)))
+    if (!is_entry_kind(static_cast<uint8_t>(entry.kind)))
       throw std::logic_error("file_storage: entry " + std::to_string(entry.index) +
                              " has unknown kind " +
                              std::to_string(static_cast<unsigned>(entry.kind)));
@@ -614,18 +903,36 @@ void file_storage::validate(const persist_request& request) const {
     end = entry.index;
     previous_term = entry.term;
   }
+  if (request.commit_index > end)
+    throw std::logic_error("file_storage: commit index " + std::to_string(request.commit_index) +
+                           " is beyond the last log index " + std::to_string(end));
 }
 
 void file_storage::write(const persist_request& request) {
   require_usable("write");
   validate(request);
   try {
+    if (!request.cluster_id.empty() && (!identity_ || identity_->cluster_id.empty())) {
+      node_identity id = identity_.value_or(node_identity{});
+      id.cluster_id = request.cluster_id;
+      write_identity_file(id); // durable before the request is acknowledged
+    }
     if (request.has_hard_state)
       pending_hard_state_ = request.state;
-    if (request.truncate_from != 0 && request.truncate_from <= last_index())
+    if (request.truncate_from != 0 && request.truncate_from <= last_index()) {
+      if (request.truncate_from <= persisted_.commit_hint) {
+        // A deliberate reset (the node discards its state on purpose): lower the hint first, so
+        // no crash can leave a log shorter than the hint says.
+        write_hard_state_file(pending_hard_state_ ? *pending_hard_state_ : persisted_.state,
+                              request.truncate_from - 1);
+        pending_hard_state_.reset();
+      }
+      requested_commit_index_ = std::min(requested_commit_index_, request.truncate_from - 1);
       truncate_log_from(request.truncate_from);
+    }
     for (const log_entry& entry : request.entries)
       append_entry(entry);
+    requested_commit_index_ = std::max(requested_commit_index_, request.commit_index);
     if (write_buffer_.size() >= options_.write_buffer_bytes)
       flush_write_buffer();
   } catch (...) {
@@ -637,32 +944,74 @@ void file_storage::write(const persist_request& request) {
 void file_storage::sync() {
   require_usable("sync");
   try {
+    persist_pending_hard_state();
     flush_write_buffer();
+    const bool synced_log = current_segment_unsynced_;
     if (current_segment_unsynced_) {
-      sync_file(current_fd_.get(), segment_path(segments_.size() - 1));
+      sync_file(*current_file_);
       current_segment_unsynced_ = false;
-    }
-    if (pending_hard_state_) {
-      if (!(*pending_hard_state_ == persisted_hard_state_))
-        write_hard_state_file(*pending_hard_state_); // also syncs the directory
-      pending_hard_state_.reset();
     }
     if (directory_unsynced_)
       sync_directory();
+    synced_last_index_ = last_index();
+    if (synced_log)
+      marker_pending_ = true;
   } catch (...) {
     failed_ = true;
     throw;
   }
 }
 
+maintenance_need file_storage::maintenance_needed() const {
+  if (!recovered_ || failed_ || damage_)
+    return maintenance_need::none;
+  if (wanted_commit_hint() > persisted_.commit_hint)
+    return commit_hint_urgent_ ? maintenance_need::now : maintenance_need::within_a_second;
+  return marker_pending_ ? maintenance_need::when_idle : maintenance_need::none;
+}
+
+void file_storage::maintain(bool idle) {
+  if (!recovered_ || failed_ || damage_)
+    return;
+  try {
+    if (idle && marker_pending_) {
+      if (!current_file_)
+        open_current_segment();
+      append_marker();
+      flush_write_buffer();
+      sync_file(*current_file_);
+      current_segment_unsynced_ = false;
+      ++stats_.markers_alone;
+      --stats_.markers_in_batches;
+    }
+    const uint64_t hint = wanted_commit_hint();
+    if (hint > persisted_.commit_hint) {
+      write_hard_state_file(pending_hard_state_ ? *pending_hard_state_ : persisted_.state, hint);
+      pending_hard_state_.reset();
+      ++stats_.commit_hint_writes;
+    }
+    commit_hint_urgent_ = false;
+  } catch (...) {
+    failed_ = true;
+    throw;
+  }
+}
+
+void file_storage::persist_pending_hard_state() {
+  if (pending_hard_state_ && !(*pending_hard_state_ == persisted_.state))
+    write_hard_state_file(*pending_hard_state_, wanted_commit_hint()); // durable on return
+  pending_hard_state_.reset();
+}
+
 void file_storage::truncate_log_from(uint64_t index) {
   const entry_location cut = entry_locations_[index - 1];
   const std::size_t last_position = segments_.size() - 1;
-  // Cutting at a segment's first entry removes the segment: recovery accepts an empty segment
-  // only at the very end, and only as the trace of an interrupted rollover.
-  const bool cut_whole_segment = cut.offset == 0;
+  // Cutting at a segment's first entry removes the segment: recovery accepts a segment without
+  // entries only at the very end, and only as the trace of an interrupted rollover.
+  const bool cut_whole_segment = index == segments_[cut.segment].first_index;
   const std::size_t first_removed = cut_whole_segment ? cut.segment : cut.segment + 1;
   entry_locations_.resize(index - 1);
+  synced_last_index_ = std::min(synced_last_index_, index - 1);
 
   if (cut.segment == last_position && !cut_whole_segment && cut.offset >= flushed_size_) {
     // None of the removed entries has left our buffer yet.
@@ -671,40 +1020,46 @@ void file_storage::truncate_log_from(uint64_t index) {
     return;
   }
 
+  // The request's hard state first: a crash must never leave entries removed (maybe entries this
+  // node acknowledged) under a term that does not explain why.
+  persist_pending_hard_state();
   write_buffer_.clear();
   if (first_removed <= last_position) {
-    current_fd_.reset();
+    current_file_.reset();
     current_segment_unsynced_ = false;
+    marker_pending_ = false;
     // Newest first, each removal durable before the next: whatever a crash leaves behind is
     // still a contiguous run of segments.
     for (std::size_t position = last_position + 1; position-- > first_removed;) {
-      remove_file(segment_path(position));
+      fs_->remove(segment_path(position));
       ++stats_.segments_deleted;
       segments_.pop_back();
       sync_directory();
     }
-  }
-  if (cut_whole_segment) {
-    // The segment before, if any, was synced when the removed one was started.
+    // The segment now last, if any, was synced whole when the next one was started.
     flushed_size_ = segments_.empty() ? 0 : segments_.back().size;
-    return;
   }
-  if (!current_fd_.is_open())
+  if (cut_whole_segment)
+    return;
+  if (!current_file_)
     open_current_segment();
   // Durable before any new entry is written behind it: otherwise a crash could bring the old
   // entries back after the new ones, and recovery would read a log that never existed.
-  truncate_file(current_fd_.get(), cut.offset, segment_path(cut.segment));
-  sync_file(current_fd_.get(), segment_path(cut.segment));
+  current_file_->truncate(cut.offset);
+  sync_file(*current_file_);
   current_segment_unsynced_ = false;
   segments_.back().size = cut.offset;
   flushed_size_ = cut.offset;
+  marker_pending_ = true; // everything before the cut is synced now
 }
 
 void file_storage::append_entry(const log_entry& entry) {
   if (segments_.empty() || segments_.back().size >= options_.max_segment_bytes)
     start_segment(entry.index);
-  else if (!current_fd_.is_open())
+  else if (!current_file_)
     open_current_segment();
+  if (marker_pending_)
+    append_marker();
   segment& current = segments_.back();
   const uint64_t offset = current.size;
   const std::size_t buffered_before = write_buffer_.size();
@@ -713,56 +1068,62 @@ void file_storage::append_entry(const log_entry& entry) {
   entry_locations_.push_back(entry_location{segments_.size() - 1, offset, entry.term});
 }
 
+void file_storage::append_marker() {
+  // Set only after everything in the segment was synced, and the first append consumes it.
+  assert(marker_pending_ && write_buffer_.empty() && flushed_size_ == segments_.back().size);
+  encode_marker(write_buffer_, last_index(), flushed_size_);
+  segments_.back().size += marker_record_bytes;
+  marker_pending_ = false;
+  ++stats_.markers_in_batches;
+}
+
 void file_storage::start_segment(uint64_t first_index) {
-  if (current_fd_.is_open()) {
+  if (current_file_) {
     flush_write_buffer();
-    // The old segment must be complete on disk before the new one can hold anything: a torn
-    // record followed by a later segment would look like lost data, not like a crash.
+    // The old segment must be complete on disk before the new one can hold anything: damage
+    // in a segment followed by a later one is then always corruption, never a torn write.
     if (current_segment_unsynced_)
-      sync_file(current_fd_.get(), segment_path(segments_.size() - 1));
+      sync_file(*current_file_);
     current_segment_unsynced_ = false;
-    current_fd_.reset();
+    current_file_.reset();
   }
+  // A rollover bounds what lost segments could hide: the hint trails by at most about one.
+  commit_hint_urgent_ = !segments_.empty();
   const std::string path = path_of(segment_file_name(first_index));
-  current_fd_ = owned_fd(open_file(path, O_WRONLY | O_CREAT | O_EXCL, "create log segment"));
+  current_file_ = fs_->open(path, file_system::open_mode::create_new);
   segments_.push_back(segment{first_index, 0});
   flushed_size_ = 0;
   directory_unsynced_ = true;
+  marker_pending_ = false; // the old segment is synced whole; the new one has nothing synced
   ++stats_.segments_created;
 }
 
 void file_storage::open_current_segment() {
-  current_fd_ =
-      owned_fd(open_file(segment_path(segments_.size() - 1), O_WRONLY, "open log segment"));
+  current_file_ = fs_->open(segment_path(segments_.size() - 1), file_system::open_mode::existing);
+  if (current_file_->size() != flushed_size_)
+    throw std::runtime_error("file_storage: log segment '" + segment_path(segments_.size() - 1) +
+                             "' changed size behind our back");
 }
 
 void file_storage::flush_write_buffer() {
   if (write_buffer_.empty())
     return;
-  write_at(current_fd_.get(), write_buffer_.data(), write_buffer_.size(), flushed_size_,
-           segment_path(segments_.size() - 1));
+  // Not even the kernel may see an entry before a hard state with its term is durable: it may
+  // write dirty pages back at any moment, and a log ahead of the term cannot be recovered.
+  persist_pending_hard_state();
+  current_file_->write_at(flushed_size_, write_buffer_);
   flushed_size_ += write_buffer_.size();
   write_buffer_.clear();
   current_segment_unsynced_ = true;
 }
 
-void file_storage::sync_file(int fd, const std::string& path) {
-  int result;
-  do {
-    result = ::fdatasync(fd);
-  } while (result != 0 && errno == EINTR);
-  if (result != 0)
-    throw_io_error("sync", path, errno);
+void file_storage::sync_file(file_system::file& file) {
+  file.sync_data();
   ++stats_.file_syncs;
 }
 
 void file_storage::sync_directory() {
-  int result;
-  do {
-    result = ::fsync(directory_fd_.get());
-  } while (result != 0 && errno == EINTR);
-  if (result != 0)
-    throw_io_error("sync data directory", directory_, errno);
+  fs_->sync_directory(directory_);
   directory_unsynced_ = false;
   ++stats_.directory_syncs;
 }

@@ -1,5 +1,6 @@
 #include "actors/storage/storage_actor.hpp"
 
+#include <chrono>
 #include <utility>
 #include <vector>
 
@@ -8,25 +9,64 @@
 namespace infinity {
 namespace {
 
+/// No request for this long counts as idle (the backend then writes e.g. its sync marker).
+constexpr auto idle_delay = std::chrono::milliseconds(10);
+/// Deferred work a backend wants "within a second" under load.
+constexpr auto maintenance_period = std::chrono::seconds(1);
+
 struct storage_state {
   std::shared_ptr<storage_backend> backend;
   sync_delay_fn sync_delay;
   /// Simulation only: requests written but not yet synced, waiting for the sync timer.
   std::vector<std::pair<uint64_t, caf::response_promise>> waiting;
   bool sync_scheduled = false;
+  /// Requests so far, so an idle timer can tell whether one arrived since it was armed.
+  uint64_t requests = 0;
+  bool idle_timer_armed = false;
+  bool periodic_timer_armed = false;
+  bool maintenance_queued = false;
   static inline const char* name = "storage";
 };
 
-caf::behavior storage_impl(caf::stateful_actor<storage_state>* self,
-                           std::shared_ptr<storage_backend> backend, sync_delay_fn sync_delay) {
+using storage_actor = caf::stateful_actor<storage_state>;
+
+/// Arms what the backend's deferred work needs; a backend without any (memory_storage) costs no
+/// timer at all, so the simulator's event sequence does not change.
+void schedule_maintenance(storage_actor* self) {
+  auto& st = self->state;
+  const maintenance_need need = st.backend->maintenance_needed();
+  if (need == maintenance_need::none)
+    return;
+  if (!st.idle_timer_armed) {
+    st.idle_timer_armed = true;
+    self->delayed_send(self, idle_delay, storage_idle_atom::value, st.requests);
+  }
+  if (need == maintenance_need::now && !st.maintenance_queued) {
+    st.maintenance_queued = true; // after the answer to the request at hand
+    self->send(self, storage_maint_atom::value);
+  } else if (need == maintenance_need::within_a_second && !st.periodic_timer_armed) {
+    st.periodic_timer_armed = true;
+    self->delayed_send(self, maintenance_period, storage_maint_atom::value, true);
+  }
+}
+
+void maintain_now(storage_actor* self) {
+  self->state.backend->maintain(false);
+  schedule_maintenance(self);
+}
+
+caf::behavior storage_impl(storage_actor* self, std::shared_ptr<storage_backend> backend,
+                           sync_delay_fn sync_delay) {
   self->state.backend = std::move(backend);
   self->state.sync_delay = std::move(sync_delay);
   return {
       [=](persist_request& request) -> caf::result<persisted_atom, uint64_t> {
         auto& st = self->state;
+        ++st.requests;
         st.backend->write(request);
         if (!st.sync_delay) {
           st.backend->sync();
+          schedule_maintenance(self);
           return {persisted_atom::value, request.seq};
         }
         auto promise = self->make_response_promise();
@@ -45,6 +85,22 @@ caf::behavior storage_impl(caf::stateful_actor<storage_state>* self,
         st.waiting.clear();
         for (auto& [seq, promise] : waiting)
           promise.deliver(persisted_atom::value, seq);
+        schedule_maintenance(self);
+      },
+      [=](storage_idle_atom, uint64_t requests_when_armed) {
+        auto& st = self->state;
+        st.idle_timer_armed = false;
+        if (requests_when_armed == st.requests && st.waiting.empty())
+          st.backend->maintain(true);
+        schedule_maintenance(self);
+      },
+      [=](storage_maint_atom) {
+        self->state.maintenance_queued = false;
+        maintain_now(self);
+      },
+      [=](storage_maint_atom, bool /*periodic*/) {
+        self->state.periodic_timer_armed = false;
+        maintain_now(self);
       },
   };
 }

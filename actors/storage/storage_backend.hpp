@@ -6,9 +6,22 @@
 // an append, or counts its own copy as a leader.
 #pragma once
 
+#include <cstdint>
+
 #include "actors/types.hpp"
 
 namespace infinity {
+
+/// How soon a backend would like `maintain` to be called, most urgent last.
+enum class maintenance_need : uint8_t {
+  none = 0,
+  /// Once the node has been idle for a moment (~10 ms).
+  when_idle = 1,
+  /// When idle, or else within about a second.
+  within_a_second = 2,
+  /// As soon as the request at hand has been answered.
+  now = 3,
+};
 
 class storage_backend {
  public:
@@ -24,6 +37,12 @@ class storage_backend {
   /// Makes every earlier `write` durable; a crash after it returns loses none of them.
   /// Throws `std::runtime_error` on I/O errors (the node must stop: it cannot keep promises).
   virtual void sync() = 0;
+
+  /// Deferred work no request waits for, such as evidence that helps a later recovery. The
+  /// storage actor asks after every request and calls `maintain` accordingly; `idle` says no
+  /// request arrived for a moment and nothing is waiting for a sync. Throws like `sync`.
+  virtual maintenance_need maintenance_needed() const { return maintenance_need::none; }
+  virtual void maintain(bool /*idle*/) {}
 };
 
 } // namespace infinity

@@ -104,6 +104,28 @@ std::size_t record_size(const log_entry& entry) {
   return 8 + 17 + entry.data.size();
 }
 
+/// Written after each sync before the next batch (or on its own when idle or at shutdown): the
+/// entries before `offset` of this segment, up to `synced_index`, were synced.
+std::string encoded_marker(uint64_t synced_index, uint64_t offset) {
+  std::string payload;
+  put_le(payload, 0, 8);
+  put_le(payload, synced_index, 8);
+  put_le(payload, 0xFF, 1);
+  put_le(payload, offset, 8);
+  return framed(payload);
+}
+
+constexpr std::size_t marker_size = 8 + 25;
+
+std::string hard_state_payload(uint64_t term, const std::string& voted_for,
+                               uint64_t repair_until_index = 0, uint64_t commit_hint = 0) {
+  std::string payload = "IHS2";
+  put_le(payload, term, 8);
+  put_le(payload, repair_until_index, 8);
+  put_le(payload, commit_hint, 8);
+  return payload + voted_for;
+}
+
 // -- log helpers
 // -----------------------------------------------------------------------------------
 
@@ -142,6 +164,23 @@ void write_and_sync(const scratch_dir& dir, const persist_request& request,
 recovered_state recover_from(const scratch_dir& dir, file_storage_options options = {}) {
   file_storage storage(dir.data, options);
   return storage.recover();
+}
+
+/// Passes if recovery reports repairable damage whose description contains every one of
+/// `needles`, and returns it; the directory is left as it was.
+recovered_state recover_damaged(const scratch_dir& dir, const std::vector<std::string>& needles,
+                                file_storage_options options = {}) {
+  file_storage storage(dir.data, options);
+  recovered_state state = storage.recover();
+  BOOST_REQUIRE_MESSAGE(state.damage, "recover() found no damage");
+  BOOST_TEST_MESSAGE("damage: " << state.damage->description);
+  for (const auto& needle : needles)
+    BOOST_CHECK_MESSAGE(state.damage->description.find(needle) != std::string::npos,
+                        "'" << state.damage->description << "' lacks '" << needle << "'");
+  BOOST_CHECK_EQUAL(state.damage->keep_last_index, state.entries.size());
+  BOOST_CHECK_GT(state.damage->possibly_acknowledged_up_to, state.damage->keep_last_index);
+  BOOST_CHECK_THROW(storage.write(persist_request{}), std::logic_error);
+  return state;
 }
 
 void check_entries(const std::vector<log_entry>& actual, const std::vector<log_entry>& expected) {
@@ -245,13 +284,35 @@ BOOST_AUTO_TEST_CASE(hard_state_and_entries_survive_reopen) {
 
 BOOST_AUTO_TEST_CASE(on_disk_format_matches_the_spec) {
   const std::vector<log_entry> entries{make_entry(1, 7), log_entry{7, 2, entry_kind::noop, ""}};
-  write_and_sync(*this, append_request(entries, 0, hard_state{7, "n3"}));
+  {
+    file_storage storage(data);
+    storage.recover();
+    storage.write(append_request(entries, 0, hard_state{7, "n3"}));
+    storage.sync();
+    storage.write(append_request({make_entry(3, 7)}));
+    storage.sync();
+  } // the last sync's marker is written at destruction
 
+  const std::string first_batch = encoded_record(entries[0]) + encoded_record(entries[1]);
+  const std::string second_batch =
+      encoded_marker(2, first_batch.size()) + encoded_record(make_entry(3, 7));
   BOOST_CHECK(read_bytes(file(first_segment)) ==
-              encoded_record(entries[0]) + encoded_record(entries[1]));
-  std::string hard_state_payload;
-  put_le(hard_state_payload, 7, 8);
-  BOOST_CHECK(read_bytes(file("hard_state")) == framed(hard_state_payload + "n3"));
+              first_batch + second_batch +
+                  encoded_marker(3, first_batch.size() + second_batch.size()));
+  BOOST_CHECK(read_bytes(file("hard_state")) == framed(hard_state_payload(7, "n3")));
+  BOOST_CHECK(!fs::exists(file("identity")));
+}
+
+BOOST_AUTO_TEST_CASE(hard_state_file_of_the_first_format_is_read) {
+  // term u64 | voted_for, before repair_until_index and the commit hint existed.
+  std::string payload;
+  put_le(payload, 4, 8);
+  fs::create_directory(data);
+  write_bytes(file("hard_state"), framed(payload + "n2"));
+  write_bytes(file(first_segment), encoded_record(make_entry(1, 3)));
+  const recovered_state state = recover_from(*this);
+  BOOST_CHECK(state.state == (hard_state{4, "n2"}));
+  check_entries(state.entries, {make_entry(1, 3)});
 }
 
 BOOST_AUTO_TEST_CASE(latest_hard_state_wins_and_voted_for_can_be_cleared) {
@@ -403,10 +464,13 @@ BOOST_AUTO_TEST_CASE(unsynced_writes_at_shutdown_leave_a_valid_prefix) {
 // -- damage at the tail: a crash in the middle of a write
 // ------------------------------------------
 
+// A clean shutdown ends the segment with a sync marker; chopping it off as well leaves what a
+// crash before the marker reached the disk leaves, so only the shape of the record can judge it.
+
 BOOST_AUTO_TEST_CASE(torn_tail_is_cut_reported_and_appends_continue) {
   const auto entries = make_entries(1, 10, 1);
   write_and_sync(*this, append_request(entries, 0, hard_state{1, "a"}));
-  chop_bytes(file(first_segment), 5);
+  chop_bytes(file(first_segment), marker_size + 5);
 
   {
     file_storage storage(data);
@@ -433,7 +497,7 @@ BOOST_AUTO_TEST_CASE(torn_first_record_of_last_segment_removes_the_segment) {
                  one_entry_per_segment);
   BOOST_REQUIRE_EQUAL(segment_files(*this).size(), 3u);
   const std::string last_segment = "log-00000000000000000003.seg";
-  chop_bytes(file(last_segment), 3);
+  chop_bytes(file(last_segment), marker_size + 3);
 
   {
     file_storage storage(data, one_entry_per_segment);
@@ -457,32 +521,36 @@ BOOST_AUTO_TEST_CASE(empty_last_segment_from_an_interrupted_rollover_is_removed)
   BOOST_CHECK(!fs::exists(file("log-00000000000000000004.seg")));
 }
 
-BOOST_AUTO_TEST_CASE(flipped_byte_in_last_record_is_cut) {
+BOOST_AUTO_TEST_CASE(flipped_byte_in_a_torn_last_record_is_cut) {
   const auto entries = make_entries(1, 10, 1);
   write_and_sync(*this, append_request(entries, 0, hard_state{1, "a"}));
+  chop_bytes(file(first_segment), marker_size + 2);
   const std::size_t size = fs::file_size(file(first_segment));
-  flip_byte(file(first_segment), size - 3); // inside the last entry's data
+  flip_byte(file(first_segment), size - 4); // garbage in a record that runs past the end anyway
 
   file_storage storage(data);
-  check_entries(storage.recover().entries, make_entries(1, 9, 1));
-  BOOST_CHECK_EQUAL(storage.entries_dropped(), 1u);
-  BOOST_CHECK_EQUAL(storage.bytes_dropped(), record_size(entries.back()));
-  BOOST_CHECK(storage.recovery_report().find("CRC") != std::string::npos);
-  BOOST_CHECK_EQUAL(fs::file_size(file(first_segment)), size - record_size(entries.back()));
+  const recovered_state state = storage.recover();
+  BOOST_CHECK(!state.damage);
+  check_entries(state.entries, make_entries(1, 9, 1));
+  BOOST_CHECK_EQUAL(storage.bytes_dropped(), record_size(entries.back()) - 2);
+  BOOST_CHECK(storage.recovery_report().find("past the end") != std::string::npos);
 }
 
-BOOST_AUTO_TEST_CASE(implausible_length_in_last_record_is_cut) {
+BOOST_AUTO_TEST_CASE(damaged_length_of_a_complete_last_record_is_corruption) {
+  // No marker after it, but the checksum matches the record's real length: it is complete, so
+  // it was written whole, and may have been synced.
   const auto entries = make_entries(1, 4, 1);
   write_and_sync(*this, append_request(entries, 0, hard_state{1, "a"}));
+  chop_bytes(file(first_segment), marker_size);
   std::string bytes = read_bytes(file(first_segment));
   const std::size_t last_offset = bytes.size() - record_size(entries.back());
   bytes.replace(last_offset, 4, "\xFF\xFF\xFF\xFF");
   write_bytes(file(first_segment), bytes);
 
-  file_storage storage(data);
-  check_entries(storage.recover().entries, make_entries(1, 3, 1));
-  BOOST_CHECK_EQUAL(storage.bytes_dropped(), record_size(entries.back()));
-  BOOST_CHECK(storage.recovery_report().find("length") != std::string::npos);
+  const recovered_state state = recover_damaged(
+      *this, {first_segment, "offset " + std::to_string(last_offset), "checksum matches"});
+  check_entries(state.entries, make_entries(1, 3, 1));
+  BOOST_CHECK_EQUAL(read_bytes(file(first_segment)), bytes); // nothing changed
 }
 
 BOOST_AUTO_TEST_CASE(zero_filled_tail_is_cut) {
@@ -496,42 +564,120 @@ BOOST_AUTO_TEST_CASE(zero_filled_tail_is_cut) {
   BOOST_CHECK_EQUAL(storage.entries_dropped(), 1u);
 }
 
-// -- damage anywhere else: recovery must refuse
-// ----------------------------------------------------
+// -- damage to synced records: repairable, but never silently
+// ----------------------------------------
 
-BOOST_AUTO_TEST_CASE(flipped_byte_followed_by_valid_records_throws) {
+BOOST_AUTO_TEST_CASE(flipped_byte_in_synced_last_record_is_damage_not_a_cut) {
+  // The reviewer's case: the last record was synced and acknowledged, so cutting it silently
+  // would lose an acknowledged entry. The marker after it is the evidence.
+  const auto entries = make_entries(1, 10, 1);
+  write_and_sync(*this, append_request(entries, 0, hard_state{3, "a"}));
+  const std::size_t last_offset =
+      fs::file_size(file(first_segment)) - marker_size - record_size(entries.back());
+  flip_byte(file(first_segment), last_offset + 30); // inside the last entry's data
+  const std::string damaged = read_bytes(file(first_segment));
+
+  const recovered_state state = recover_damaged(
+      *this, {first_segment, "offset " + std::to_string(last_offset), "CRC", "sync marker"});
+  check_entries(state.entries, make_entries(1, 9, 1));
+  BOOST_CHECK_EQUAL(state.damage->keep_last_index, 9u);
+  BOOST_CHECK_EQUAL(state.damage->possibly_acknowledged_up_to, 10u);
+  BOOST_CHECK_EQUAL(state.state.repair_until_index, 0u);
+  BOOST_CHECK_EQUAL(read_bytes(file(first_segment)), damaged); // recover() changed nothing
+  BOOST_CHECK_EQUAL(recover_from(*this).damage->possibly_acknowledged_up_to, 10u); // same again
+
+  {
+    file_storage storage(data);
+    storage.recover();
+    storage.accept_repair();
+    BOOST_CHECK_EQUAL(storage.durable_hard_state().repair_until_index, 10u);
+    BOOST_CHECK(storage.recovery_report().find("repaired") != std::string::npos);
+    storage.write(append_request({make_entry(10, 3)}));
+    storage.sync();
+  }
+  const recovered_state repaired = recover_from(*this);
+  BOOST_CHECK(!repaired.damage);
+  BOOST_CHECK(repaired.state == (hard_state{3, "a", 10}));
+  check_entries(repaired.entries, concat(make_entries(1, 9, 1), {make_entry(10, 3)}));
+}
+
+BOOST_AUTO_TEST_CASE(repair_mode_is_never_lowered_by_a_repair) {
+  write_and_sync(*this, append_request(make_entries(1, 10, 1), 0, hard_state{1, "a", 50}));
+  flip_byte(file(first_segment), fs::file_size(file(first_segment)) - marker_size - 3);
+  const recovered_state state = recover_damaged(*this, {first_segment});
+  BOOST_CHECK_EQUAL(state.state.repair_until_index, 50u); // what the disk says
+  file_storage storage(data);
+  storage.recover();
+  storage.accept_repair();
+  BOOST_CHECK_EQUAL(storage.durable_hard_state().repair_until_index, 50u);
+}
+
+BOOST_AUTO_TEST_CASE(flipped_byte_followed_by_valid_records_is_damage) {
   const auto entries = make_entries(1, 10, 1);
   write_and_sync(*this, append_request(entries, 0, hard_state{1, "a"}));
   const std::size_t fifth_offset = 4 * record_size(entries[0]); // entries 1..9 have equal sizes
   flip_byte(file(first_segment), fifth_offset + 20);
-  check_recover_throws(*this, {first_segment, "offset " + std::to_string(fifth_offset), "CRC"});
+  const recovered_state state =
+      recover_damaged(*this, {first_segment, "offset " + std::to_string(fifth_offset), "CRC"});
+  check_entries(state.entries, make_entries(1, 4, 1));
+  // Every intact entry after the damage may have been acknowledged.
+  BOOST_CHECK_EQUAL(state.damage->possibly_acknowledged_up_to, 10u);
 }
 
-BOOST_AUTO_TEST_CASE(corrupt_length_followed_by_valid_records_throws) {
+BOOST_AUTO_TEST_CASE(corrupt_length_followed_by_valid_records_is_damage) {
   const auto entries = make_entries(1, 10, 1);
   write_and_sync(*this, append_request(entries, 0, hard_state{1, "a"}));
   const std::size_t fifth_offset = 4 * record_size(entries[0]);
   flip_byte(file(first_segment), fifth_offset + 1);
-  check_recover_throws(*this, {first_segment, "offset " + std::to_string(fifth_offset)});
+  recover_damaged(*this, {first_segment, "offset " + std::to_string(fifth_offset)});
 }
 
-BOOST_AUTO_TEST_CASE(zeroed_records_followed_by_valid_records_throw) {
+BOOST_AUTO_TEST_CASE(zeroed_records_before_a_sync_marker_are_damage) {
   const auto entries = make_entries(1, 9, 1); // all of one size
   write_and_sync(*this, append_request(entries, 0, hard_state{1, "a"}));
   std::string bytes = read_bytes(file(first_segment));
   const std::size_t fourth_offset = 3 * record_size(entries[0]);
   bytes.replace(fourth_offset, 2 * record_size(entries[0]), 2 * record_size(entries[0]), '\0');
   write_bytes(file(first_segment), bytes);
-  check_recover_throws(*this, {first_segment, "offset " + std::to_string(fourth_offset)});
+  recover_damaged(*this, {first_segment, "offset " + std::to_string(fourth_offset), "marker"});
 }
 
-BOOST_AUTO_TEST_CASE(torn_record_in_a_non_last_segment_throws) {
+BOOST_AUTO_TEST_CASE(torn_record_in_a_non_last_segment_is_damage) {
   const auto options = small_segments();
   write_and_sync(*this, append_request(make_entries(1, 30, 1), 0, hard_state{1, "a"}), options);
-  BOOST_REQUIRE_GT(segment_files(*this).size(), 1u);
+  const auto names = segment_files(*this);
+  BOOST_REQUIRE_GT(names.size(), 1u);
   chop_bytes(file(first_segment), 2);
-  check_recover_throws(*this, {first_segment, "not the last segment"}, options);
+  const recovered_state state =
+      recover_damaged(*this, {first_segment, "not in the last segment"}, options);
+  BOOST_CHECK_EQUAL(state.damage->possibly_acknowledged_up_to, 30u);
+
+  file_storage storage(data, options);
+  storage.recover();
+  storage.accept_repair();
+  BOOST_CHECK(segment_files(*this) == std::vector<std::string>{first_segment});
 }
+
+BOOST_AUTO_TEST_CASE(corrupt_first_record_of_a_segment_is_damage_that_removes_it) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 30, 1), 0, hard_state{1, "a"}), options);
+  const auto names = segment_files(*this);
+  BOOST_REQUIRE_GT(names.size(), 2u);
+  flip_byte(file(names[1]), 12);
+  const recovered_state state = recover_damaged(*this, {names[1], "offset 0"}, options);
+  const uint64_t second_start = std::stoull(names[1].substr(4, 20));
+  BOOST_CHECK_EQUAL(state.entries.size(), second_start - 1);
+  {
+    file_storage storage(data, options);
+    storage.recover();
+    storage.accept_repair();
+  }
+  BOOST_CHECK(segment_files(*this) == std::vector<std::string>{first_segment});
+  check_entries(recover_from(*this, options).entries, make_entries(1, second_start - 1, 1));
+}
+
+// -- damage that cutting the tail cannot repair: recovery refuses
+// --------------------------------------
 
 BOOST_AUTO_TEST_CASE(missing_middle_segment_throws) {
   const auto options = small_segments();
@@ -573,6 +719,207 @@ BOOST_AUTO_TEST_CASE(corrupt_hard_state_throws) {
 
   write_bytes(file("hard_state"), "abc");
   check_recover_throws(*this, {"hard_state"});
+}
+
+// -- the commit hint: evidence of how long the log must be
+// ----------------------------------------
+
+/// Entries 1..20 synced with commit index 15, and the hint recorded by an idle maintenance call.
+void write_log_with_hint(const scratch_dir& dir, file_storage_options options = {}) {
+  file_storage storage(dir.data, options);
+  storage.recover();
+  persist_request request = append_request(make_entries(1, 20, 1), 0, hard_state{1, "a"});
+  request.commit_index = 15;
+  storage.write(request);
+  storage.sync();
+  // Not in the hard state written by that sync: the entries were not synced yet then.
+  BOOST_CHECK_EQUAL(storage.commit_hint(), 0u);
+  BOOST_CHECK(storage.maintenance_needed() >= maintenance_need::within_a_second);
+  storage.maintain(false);
+  BOOST_CHECK_EQUAL(storage.commit_hint(), 15u);
+}
+
+BOOST_AUTO_TEST_CASE(commit_hint_is_recorded_lazily_and_survives) {
+  write_log_with_hint(*this);
+  file_storage storage(data);
+  storage.recover();
+  BOOST_CHECK_EQUAL(storage.commit_hint(), 15u);
+  // A restarted node's commit index starts low again; the hint never goes back for that.
+  persist_request request = append_request({make_entry(21, 1)}, 0, hard_state{2, ""});
+  request.commit_index = 3;
+  storage.write(request);
+  storage.sync();
+  BOOST_CHECK_EQUAL(storage.commit_hint(), 15u);
+  BOOST_CHECK(storage.maintenance_needed() == maintenance_need::when_idle); // only the marker
+}
+
+BOOST_AUTO_TEST_CASE(deleted_segments_under_a_commit_hint_are_refused) {
+  write_log_with_hint(*this, small_segments());
+  for (const auto& name : segment_files(*this))
+    fs::remove(file(name));
+  check_recover_throws(*this, {"ends at index 0", "index 15", "hard_state", "deleted"},
+                       small_segments());
+}
+
+BOOST_AUTO_TEST_CASE(emptied_segment_under_a_commit_hint_is_refused) {
+  write_log_with_hint(*this);
+  write_bytes(file(first_segment), "");
+  check_recover_throws(*this, {"ends at index 0", "index 15", "emptied"});
+}
+
+BOOST_AUTO_TEST_CASE(log_cut_below_the_commit_hint_at_a_record_boundary_is_refused) {
+  write_log_with_hint(*this);
+  chop_bytes(file(first_segment), marker_size + 6 * record_size(make_entry(20, 1)));
+  check_recover_throws(*this, {"ends at index 14", "index 15"});
+}
+
+BOOST_AUTO_TEST_CASE(torn_looking_tail_below_the_commit_hint_is_damage) {
+  // Shaped like a torn write, but the hint proves those entries were synced.
+  write_log_with_hint(*this);
+  chop_bytes(file(first_segment), marker_size + 6 * record_size(make_entry(20, 1)) - 3);
+  const recovered_state state = recover_damaged(*this, {first_segment, "commit hint"});
+  BOOST_CHECK_EQUAL(state.damage->keep_last_index, 14u);
+  BOOST_CHECK_EQUAL(state.damage->possibly_acknowledged_up_to, 15u);
+}
+
+BOOST_AUTO_TEST_CASE(truncation_at_or_below_the_hint_is_a_deliberate_reset) {
+  write_log_with_hint(*this);
+  {
+    file_storage storage(data);
+    storage.recover();
+    storage.write(append_request(make_entries(1, 2, 5), 1, hard_state{5, ""}));
+    BOOST_CHECK_EQUAL(storage.commit_hint(), 0u); // durably lowered before the truncation
+    storage.sync();
+  }
+  file_storage storage(data);
+  const recovered_state state = storage.recover();
+  BOOST_CHECK_EQUAL(storage.commit_hint(), 0u);
+  check_entries(state.entries, make_entries(1, 2, 5));
+}
+
+BOOST_AUTO_TEST_CASE(commit_index_beyond_the_log_is_a_logic_error) {
+  file_storage storage(data);
+  storage.recover();
+  persist_request request = append_request(make_entries(1, 3, 1));
+  request.commit_index = 4;
+  BOOST_CHECK_THROW(storage.write(request), std::logic_error);
+}
+
+// -- identity
+// --------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(identity_is_recorded_read_back_and_cannot_change) {
+  {
+    file_storage storage(data);
+    storage.recover();
+    BOOST_CHECK(!storage.identity());
+    storage.record_identity(node_identity{"n1", ""}); // joining: no cluster id yet
+    BOOST_CHECK(*storage.identity() == (node_identity{"n1", ""}));
+  }
+  {
+    file_storage storage(data);
+    storage.recover();
+    BOOST_CHECK(*storage.identity() == (node_identity{"n1", ""}));
+    storage.record_identity(node_identity{"n1", "cluster-a"}); // learnt when added
+    BOOST_CHECK_THROW(storage.record_identity(node_identity{"n2", "cluster-a"}), std::logic_error);
+    BOOST_CHECK_THROW(storage.record_identity(node_identity{"n1", "cluster-b"}), std::logic_error);
+    storage.record_identity(node_identity{"n1", ""}); // nothing to change
+  }
+  file_storage storage(data);
+  storage.recover();
+  BOOST_CHECK(*storage.identity() == (node_identity{"n1", "cluster-a"}));
+  std::string payload = "IID1";
+  put_le(payload, 2, 4);
+  BOOST_CHECK(read_bytes(file("identity")) == framed(payload + "n1" + "cluster-a"));
+}
+
+BOOST_AUTO_TEST_CASE(cluster_id_of_a_request_is_recorded_before_it_is_acknowledged) {
+  {
+    file_storage storage(data);
+    storage.recover();
+    storage.record_identity(node_identity{"n3", ""});
+    persist_request request = append_request(make_entries(1, 1, 1), 0, hard_state{1, ""});
+    request.cluster_id = "c-42";
+    storage.write(request);
+    BOOST_CHECK(storage.identity()->cluster_id == "c-42");
+    persist_request other = append_request(make_entries(2, 2, 1));
+    other.cluster_id = "c-43";
+    BOOST_CHECK_THROW(storage.write(other), std::logic_error);
+    storage.sync();
+  }
+  file_storage storage(data);
+  storage.recover();
+  BOOST_CHECK(*storage.identity() == (node_identity{"n3", "c-42"}));
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_or_orphaned_identity_file_is_refused) {
+  write_and_sync(*this, append_request(make_entries(1, 1, 1), 0, hard_state{1, ""}));
+  {
+    file_storage storage(data);
+    storage.recover();
+    storage.record_identity(node_identity{"n1", "c"});
+  }
+  flip_byte(file("identity"), 10);
+  check_recover_throws(*this, {"identity", "CRC"});
+  fs::remove(file("identity"));
+  fs::remove(file("hard_state"));
+  fs::remove(file(first_segment));
+  write_bytes(file("identity"), "");
+  check_recover_throws(*this, {"identity"});
+}
+
+// -- what things cost
+// ------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(steady_appends_cost_one_data_sync_per_sync_and_idle_markers_one_more) {
+  file_storage storage(data);
+  storage.recover();
+  storage.write(append_request(make_entries(1, 1, 1), 0, hard_state{1, "a"}));
+  storage.sync();
+  const file_storage_stats before = storage.stats();
+  for (uint64_t index = 2; index <= 101; ++index) {
+    persist_request request = append_request({make_entry(index, 1)});
+    request.commit_index = index - 1;
+    storage.write(request);
+    storage.sync();
+  }
+  const file_storage_stats after = storage.stats();
+  BOOST_CHECK_EQUAL(after.file_syncs - before.file_syncs, 100u);
+  BOOST_CHECK_EQUAL(after.directory_syncs - before.directory_syncs, 0u);
+  BOOST_CHECK_EQUAL(after.hard_state_writes - before.hard_state_writes, 0u);
+  // Each batch after a sync starts with that sync's marker, in the same write.
+  BOOST_CHECK_EQUAL(after.markers_in_batches - before.markers_in_batches, 100u);
+
+  // Idle: the last sync's marker on its own (one fdatasync) and the lagging commit hint (one
+  // replacement of the hard state file: one fdatasync and one directory fsync).
+  BOOST_CHECK(storage.maintenance_needed() == maintenance_need::within_a_second);
+  storage.maintain(true);
+  const file_storage_stats idle = storage.stats();
+  BOOST_CHECK_EQUAL(idle.markers_alone - after.markers_alone, 1u);
+  BOOST_CHECK_EQUAL(idle.commit_hint_writes - after.commit_hint_writes, 1u);
+  BOOST_CHECK_EQUAL(idle.file_syncs - after.file_syncs, 2u);
+  BOOST_CHECK_EQUAL(idle.directory_syncs - after.directory_syncs, 1u);
+  BOOST_CHECK_EQUAL(storage.commit_hint(), 100u);
+  BOOST_CHECK(storage.maintenance_needed() == maintenance_need::none);
+  storage.maintain(true);
+  BOOST_CHECK_EQUAL(storage.stats().file_syncs, idle.file_syncs);
+}
+
+BOOST_AUTO_TEST_CASE(segment_rollover_makes_the_lagging_hint_urgent) {
+  file_storage storage(data, small_segments());
+  storage.recover();
+  for (uint64_t index = 1; index <= 30; ++index) {
+    persist_request request = append_request({make_entry(index, 1)});
+    request.commit_index = index - 1;
+    storage.write(request);
+    storage.sync();
+    if (storage.maintenance_needed() == maintenance_need::now) {
+      BOOST_CHECK_GT(storage.stats().segments_created, 1u);
+      storage.maintain(false);
+      BOOST_CHECK_EQUAL(storage.commit_hint(), index - 1);
+    }
+  }
+  BOOST_CHECK_GT(storage.commit_hint(), 0u);
 }
 
 // -- the directory itself
