@@ -168,6 +168,20 @@ int hex_digit(char c) {
   return -1;
 }
 
+char ascii_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+/// Case-insensitive (ASCII) prefix test, for URI schemes and auth schemes.
+bool starts_with_nocase(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size())
+    return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (ascii_lower(text[i]) != ascii_lower(prefix[i]))
+      return false;
+  return true;
+}
+
 bool is_host_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '.';
@@ -187,6 +201,7 @@ std::optional<std::string> api_response::header(std::string_view name) const {
 
 parsed_request parse_request(std::string_view method, std::string_view target,
                              std::string_view body, const api_limits& limits) {
+  target = origin_form(target);
   auto question = target.find('?');
   auto path = target.substr(0, question);
   auto query =
@@ -403,6 +418,115 @@ bool is_valid_node_id(std::string_view id) {
   return valid_member_id(id);
 }
 
+// -- targets and access
+// ------------------------------------------------------------------------------
+
+std::string_view origin_form(std::string_view target) {
+  std::size_t scheme = 0;
+  if (starts_with_nocase(target, "http://"))
+    scheme = 7;
+  else if (starts_with_nocase(target, "https://"))
+    scheme = 8;
+  else
+    return target;
+  // The authority ends at the path or the query (RFC 3986 §3.2).
+  auto rest = target.substr(scheme);
+  auto end = rest.find_first_of("/?");
+  if (end == std::string_view::npos)
+    return "/";
+  rest = rest.substr(end);
+  // "http://host?q" has an empty path, which stands for "/"; the query alone cannot be routed
+  // without it, so it routes as "/" (a 404) rather than as the query text.
+  return rest.front() == '?' ? std::string_view{"/"} : rest;
+}
+
+bool is_admin_path(std::string_view path) {
+  return path == "/join" || path == "/remove" || path == "/transfer-leader";
+}
+
+bool is_public_path(std::string_view) {
+  // Liveness endpoints go here when they exist: probes must not need a secret.
+  return false;
+}
+
+bool is_valid_bearer_token(std::string_view token) {
+  auto end = token.find_last_not_of('=');
+  if (end == std::string_view::npos)
+    return false;
+  for (char c : token.substr(0, end + 1)) {
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && c != '-' && c != '.' && c != '_' && c != '~' && c != '+' && c != '/')
+      return false;
+  }
+  return true;
+}
+
+std::optional<std::string_view> bearer_token(std::string_view authorization) {
+  constexpr std::string_view scheme = "bearer";
+  if (!starts_with_nocase(authorization, scheme) || authorization.size() == scheme.size() ||
+      authorization[scheme.size()] != ' ')
+    return std::nullopt;
+  auto token = authorization.substr(scheme.size());
+  auto first = token.find_first_not_of(' ');
+  if (first == std::string_view::npos)
+    return std::nullopt;
+  token = token.substr(first, token.find_last_not_of(' ') - first + 1);
+  if (!is_valid_bearer_token(token))
+    return std::nullopt;
+  return token;
+}
+
+bool token_matches(std::string_view presented, std::string_view secret) {
+  // Every byte of the secret is looked at whatever the guess; no early exit.
+  unsigned difference = presented.size() == secret.size() ? 0u : 1u;
+  for (std::size_t i = 0; i < secret.size(); ++i) {
+    auto guess = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0u;
+    difference |= guess ^ static_cast<unsigned char>(secret[i]);
+  }
+  return difference == 0 && !secret.empty();
+}
+
+std::optional<access_denied> check_access(std::string_view target,
+                                          std::optional<std::string_view> authorization,
+                                          const access_tokens& tokens) {
+  target = origin_form(target);
+  auto path = target.substr(0, target.find('?'));
+  bool admin_path = is_admin_path(path);
+  bool admin_configured = !tokens.admin.empty();
+  bool client_configured = !tokens.client.empty();
+  if (is_public_path(path) || (!admin_configured && !client_configured))
+    return std::nullopt; // no tokens at all: the original, open API
+  if (!admin_path && !client_configured)
+    return std::nullopt; // only the admin endpoints are protected
+  std::optional<std::string_view> token;
+  if (authorization)
+    token = bearer_token(*authorization);
+  // Both comparisons always run, so timing does not even tell which kind of token matched.
+  bool admin = token && token_matches(*token, tokens.admin);
+  bool client = token && token_matches(*token, tokens.client);
+  if (admin || (client && !admin_path))
+    return std::nullopt;
+  if (client) {
+    std::string why =
+        admin_configured
+            ? "this endpoint needs the admin token"
+            : "admin endpoints are disabled on this node: no admin token is configured";
+    return access_denied{api_error{403, why, {}}, {}};
+  }
+  std::string message;
+  std::string challenge = "Bearer realm=\"infinitystore\"";
+  if (!authorization) {
+    message = "this endpoint needs an Authorization: Bearer token";
+  } else if (!token) {
+    message = "the Authorization header is not a valid Bearer token";
+    challenge += ", error=\"invalid_request\"";
+  } else {
+    message = "invalid token";
+    challenge += ", error=\"invalid_token\"";
+  }
+  return access_denied{api_error{401, message, {}}, challenge};
+}
+
 // -- responses
 // -------------------------------------------------------------------------------------
 
@@ -415,6 +539,17 @@ api_response error_response(const api_error& error) {
 
 api_response error_response(unsigned status, std::string_view message) {
   return error_response(api_error{status, std::string{message}, {}});
+}
+
+api_response too_many_connections_response(std::size_t limit) {
+  auto response = error_response(503, "too many open connections (this node serves at most " +
+                                          std::to_string(limit) + "); retry shortly");
+  response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
+api_response plaintext_on_tls_port_response() {
+  return error_response(400, "this port speaks HTTPS only; use an https:// URL");
 }
 
 const char* action_name(kv_op op) {

@@ -14,6 +14,7 @@
 //               "stale" serves this node's local copy without asking the leader.
 //   POST /join?nodeid=ID&nodeaddr=HOST:PORT    validated here; membership change not implemented.
 //   GET  /status   the Raft node's view of the cluster.
+//   Targets may also come in absolute form (`http://host:port/get?key=K`, RFC 7230 §5.3.2).
 //   Every data endpoint also takes `redirect=true|false|1|0`: with it, a follower that knows the
 //   leader's HTTP address answers 307 instead of 503 (see http_session.hpp).
 //
@@ -21,6 +22,12 @@
 // (keys are identifiers, a long one is a client bug); value > 512 KiB -> 413 (a payload that is
 // too large, not malformed). Keys must be valid UTF-8 (JSON bodies are validated by the parser;
 // query keys are checked after URL decoding) so every response stays valid JSON.
+//
+// Access (see `check_access`): with no tokens configured every endpoint is open, as in the
+// original API. An admin token protects the admin endpoints (/join; /remove and /transfer-leader
+// are reserved); a client token protects every other endpoint, and the admin token opens those
+// too. Missing or wrong token -> 401 with `WWW-Authenticate: Bearer`; a client token on an admin
+// endpoint -> 403.
 #pragma once
 
 #include <cstddef>
@@ -121,6 +128,50 @@ std::optional<host_port> parse_host_port(std::string_view text, host_port_rules 
 /// Node ids: 1 to 64 characters from [A-Za-z0-9._-], so they are safe in logs, paths and URLs.
 bool is_valid_node_id(std::string_view id);
 
+// -- targets and access
+// ------------------------------------------------------------------------------
+
+/// The origin form of a request target: the absolute form "http://host:port/get?key=a", which
+/// RFC 7230 §5.3.2 requires servers to accept, becomes "/get?key=a" ("/" when it has no path).
+/// Any other target is returned unchanged. `parse_request` and `check_access` apply it themselves,
+/// so routing and access control always see the same path.
+std::string_view origin_form(std::string_view target);
+
+/// Bearer tokens this node accepts; an empty one is not configured.
+struct access_tokens {
+  std::string admin;
+  std::string client;
+};
+
+/// Endpoints that change the cluster itself: /join, and the reserved /remove and /transfer-leader.
+bool is_admin_path(std::string_view path);
+
+/// Endpoints open whatever tokens are configured (liveness probes; there are none yet).
+bool is_public_path(std::string_view path);
+
+/// RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+bool is_valid_bearer_token(std::string_view token);
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive), or nullopt
+/// for another scheme or a malformed token.
+std::optional<std::string_view> bearer_token(std::string_view authorization);
+
+/// Equality in a time that depends only on `secret`'s length, so the timing of answers does not
+/// tell an attacker how much of a guess was right.
+bool token_matches(std::string_view presented, std::string_view secret);
+
+struct access_denied {
+  /// 401 (no valid token) or 403 (a client token on an admin endpoint).
+  api_error error;
+  /// For 401: the `WWW-Authenticate` header value; empty for 403.
+  std::string www_authenticate;
+};
+
+/// nullopt when the request may proceed. `authorization` is the Authorization header, if any.
+std::optional<access_denied> check_access(std::string_view target,
+                                          std::optional<std::string_view> authorization,
+                                          const access_tokens& tokens);
+
 // -- responses
 // -------------------------------------------------------------------------------------
 
@@ -160,6 +211,12 @@ api_response status_failed_response(std::string_view reason);
 
 /// 307 to `location`, body {"error", "leader"} for clients that do not follow redirects.
 api_response redirect_response(const std::string& location, const std::string& leader_id);
+
+/// 503 with Retry-After for a connection accepted beyond the server's connection limit.
+api_response too_many_connections_response(std::size_t limit);
+
+/// 400 for a plain HTTP request sent to a port that speaks only HTTPS.
+api_response plaintext_on_tls_port_response();
 
 const char* action_name(kv_op op);
 

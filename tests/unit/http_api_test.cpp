@@ -406,3 +406,141 @@ BOOST_AUTO_TEST_CASE(redirect_response_has_location) {
   BOOST_TEST(*response.header("Location") == "http://127.0.0.1:8011/get?key=a");
   BOOST_TEST(body_of(response)["leader"].as_string() == "node2");
 }
+
+// -- targets and access
+// ------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(absolute_form_targets_route_like_origin_form) {
+  BOOST_TEST(origin_form("/get?key=a") == "/get?key=a");
+  BOOST_TEST(origin_form("http://127.0.0.1:8001/get?key=a") == "/get?key=a");
+  BOOST_TEST(origin_form("HTTPS://[::1]:8001/status") == "/status");
+  BOOST_TEST(origin_form("http://host") == "/");
+  BOOST_TEST(origin_form("http://host?key=a") == "/");
+  BOOST_TEST(origin_form("http://user@host/set") == "/set");
+  BOOST_TEST(origin_form("*") == "*");
+  BOOST_TEST(origin_form("ftp://host/get") == "ftp://host/get"); // not ours: a 404 below
+  BOOST_TEST(origin_form("/http://host/get") == "/http://host/get");
+
+  auto get = expect_request(parse_request("GET", "http://127.0.0.1:8001/get?key=a", ""));
+  BOOST_TEST(std::get<get_request>(get.body).key == "a");
+  // The stored target is the origin form, so a redirect to the leader stays well formed.
+  BOOST_TEST(get.target == "/get?key=a");
+  auto set = expect_request(parse_request("POST", "http://localhost:8001/set",
+                                          R"({"key":"k","value":"v","action":"set"})"));
+  BOOST_TEST(std::get<write_request>(set.body).command.key == "k");
+  expect_request(parse_request("GET", "http://h/status", ""));
+  expect_error(parse_request("GET", "http://h", ""), 404);
+  expect_error(parse_request("GET", "ftp://h/status", ""), 404);
+  expect_error(parse_request("POST", "http://h/get?key=a", ""), 405);
+}
+
+BOOST_AUTO_TEST_CASE(bearer_tokens_are_parsed_strictly) {
+  BOOST_TEST(bearer_token("Bearer abc.DEF-123_~+/==").value() == "abc.DEF-123_~+/==");
+  BOOST_TEST(bearer_token("bearer   tok  ").value() == "tok");
+  BOOST_TEST(bearer_token("BEARER tok").value() == "tok");
+  for (const char* bad : {"", "Bearer", "Bearer ", "Bearertok", "Basic dXNlcjpwYXNz",
+                          "Bearer two words", "Bearer a=b", "Bearer ==", "Bearer tok\"en"})
+    BOOST_TEST(!bearer_token(bad).has_value(), bad);
+  BOOST_TEST(is_valid_bearer_token("0123456789abcdef"));
+  BOOST_TEST(!is_valid_bearer_token(""));
+  BOOST_TEST(!is_valid_bearer_token("has space"));
+  BOOST_TEST(!is_valid_bearer_token("new\nline"));
+
+  BOOST_TEST(token_matches("secret-token", "secret-token"));
+  BOOST_TEST(!token_matches("secret-tokeN", "secret-token"));
+  BOOST_TEST(!token_matches("secret-token-longer", "secret-token"));
+  BOOST_TEST(!token_matches("secret", "secret-token"));
+  BOOST_TEST(!token_matches("", "secret-token"));
+  BOOST_TEST(!token_matches("", "")); // an unset secret matches nothing
+  BOOST_TEST(!token_matches(std::string_view{"secret-token\0", 13}, "secret-token"));
+}
+
+namespace {
+
+/// The status check_access answers (200 when it lets the request through).
+unsigned access_status(const std::string& target, const char* authorization,
+                       const access_tokens& tokens) {
+  std::optional<std::string_view> header;
+  if (authorization != nullptr)
+    header = authorization;
+  auto denied = check_access(target, header, tokens);
+  if (!denied)
+    return 200;
+  if (denied->error.status == 401)
+    BOOST_TEST(denied->www_authenticate.rfind("Bearer", 0) == 0u, denied->www_authenticate);
+  else
+    BOOST_TEST(denied->www_authenticate.empty());
+  BOOST_TEST(!denied->error.message.empty());
+  return denied->error.status;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(access_without_tokens_is_open) {
+  access_tokens none;
+  for (const char* target : {"/join?nodeid=a&nodeaddr=h:1", "/get?key=a", "/status", "/nope"})
+    BOOST_TEST(access_status(target, nullptr, none) == 200u, target);
+  BOOST_TEST(access_status("/join", "Bearer whatever", none) == 200u);
+}
+
+BOOST_AUTO_TEST_CASE(admin_token_protects_admin_endpoints_only) {
+  access_tokens tokens{"admin-token-0123456789", ""};
+  const char* admin = "Bearer admin-token-0123456789";
+  for (const char* path : {"/join?nodeid=a&nodeaddr=h:1", "/remove", "/transfer-leader",
+                           "http://127.0.0.1:8001/join?nodeid=a", "HTTP://h/remove"}) {
+    BOOST_TEST(access_status(path, nullptr, tokens) == 401u, path);
+    BOOST_TEST(access_status(path, "Bearer wrong-token-0123456789", tokens) == 401u, path);
+    BOOST_TEST(access_status(path, "Basic YWRtaW46YWRtaW4=", tokens) == 401u, path);
+    BOOST_TEST(access_status(path, "Bearer admin-token-012345678", tokens) == 401u, path);
+    BOOST_TEST(access_status(path, admin, tokens) == 200u, path);
+  }
+  // Client endpoints stay open when no client token is configured.
+  BOOST_TEST(access_status("/get?key=a", nullptr, tokens) == 200u);
+  BOOST_TEST(access_status("/set", nullptr, tokens) == 200u);
+  // Paths that only look like admin ones are routed (404) like any client path.
+  BOOST_TEST(access_status("/join/", nullptr, tokens) == 200u);
+  BOOST_TEST(access_status("/jo%69n", nullptr, tokens) == 200u);
+
+  auto denied = check_access("/join", std::nullopt, tokens);
+  BOOST_REQUIRE(denied.has_value());
+  BOOST_TEST(denied->www_authenticate == R"(Bearer realm="infinitystore")");
+  auto wrong = check_access("/join", std::string_view{"Bearer nope"}, tokens);
+  BOOST_REQUIRE(wrong.has_value());
+  BOOST_TEST(wrong->www_authenticate.find(R"(error="invalid_token")") != std::string::npos);
+  auto response = error_response(denied->error);
+  BOOST_TEST(response.status == 401u);
+  BOOST_TEST(body_of(response)["error"].is_string());
+}
+
+BOOST_AUTO_TEST_CASE(client_token_protects_everything_else) {
+  access_tokens tokens{"admin-token-0123456789", "client-token-0123456789"};
+  const char* admin = "Bearer admin-token-0123456789";
+  const char* client = "Bearer client-token-0123456789";
+  for (const char* path : {"/get?key=a", "/set", "/status", "/unknown", "http://h:1/get?key=a"}) {
+    BOOST_TEST(access_status(path, nullptr, tokens) == 401u, path);
+    BOOST_TEST(access_status(path, "Bearer client-token-012345678", tokens) == 401u, path);
+    BOOST_TEST(access_status(path, client, tokens) == 200u, path);
+    BOOST_TEST(access_status(path, admin, tokens) == 200u, path); // admin may do anything
+  }
+  BOOST_TEST(access_status("/join?nodeid=a&nodeaddr=h:1", client, tokens) == 403u);
+  BOOST_TEST(access_status("/join?nodeid=a&nodeaddr=h:1", admin, tokens) == 200u);
+  BOOST_TEST(access_status("/join", nullptr, tokens) == 401u);
+
+  // Client tokens without an admin token: admin endpoints are closed to everyone, rather than
+  // opened to every client.
+  access_tokens client_only{"", "client-token-0123456789"};
+  BOOST_TEST(access_status("/join", client, client_only) == 403u);
+  BOOST_TEST(access_status("/join", nullptr, client_only) == 401u);
+  BOOST_TEST(access_status("/get?key=a", client, client_only) == 200u);
+  BOOST_TEST(access_status("/get?key=a", "Bearer x", client_only) == 401u);
+}
+
+BOOST_AUTO_TEST_CASE(server_generated_errors) {
+  auto busy = too_many_connections_response(4096);
+  BOOST_TEST(busy.status == 503u);
+  BOOST_TEST(*busy.header("Retry-After") == "1");
+  BOOST_TEST(body_of(busy)["error"].as_string().find("4096") != std::string::npos);
+  auto plain = plaintext_on_tls_port_response();
+  BOOST_TEST(plain.status == 400u);
+  BOOST_TEST(body_of(plain)["error"].as_string().find("HTTPS") != std::string::npos);
+}
