@@ -57,7 +57,7 @@ membership latest_membership(const recovered_state& state) {
 }
 
 int request_join(const std::string& http_host_port, const std::string& node_id,
-                 const std::string& raft_addr, std::string& body) {
+                 const std::string& raft_addr, std::string& body, const std::string& admin_token) {
   namespace beast = boost::beast;
   namespace http = beast::http;
   namespace net = boost::asio;
@@ -76,6 +76,8 @@ int request_join(const std::string& http_host_port, const std::string& node_id,
     http::request<http::string_body> request{
         http::verb::post, "/join?nodeid=" + node_id + "&nodeaddr=" + raft_addr, 11};
     request.set(http::field::host, host);
+    if (!admin_token.empty())
+      request.set(http::field::authorization, "Bearer " + admin_token);
     request.prepare_payload();
     http::write(stream, request);
     beast::flat_buffer buffer;

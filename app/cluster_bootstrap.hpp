@@ -29,7 +29,9 @@ membership latest_membership(const recovered_state& state);
 
 /// POSTs /join?nodeid=ID&nodeaddr=RAFT to the member at `http_host_port` (blocking; call from a
 /// plain thread). Returns the HTTP status (0 when the member could not be reached) and the body.
+/// A non-empty `admin_token` is sent as `Authorization: Bearer`. Plain HTTP only.
 int request_join(const std::string& http_host_port, const std::string& node_id,
-                 const std::string& raft_addr, std::string& body);
+                 const std::string& raft_addr, std::string& body,
+                 const std::string& admin_token = {});
 
 } // namespace infinity

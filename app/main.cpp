@@ -172,6 +172,16 @@ int main(int argc, char** argv) {
   http_opts.limits.max_body_bytes = opts.max_body_bytes;
   http_opts.write_request_timeout = std::chrono::milliseconds(opts.request_timeout_ms);
   http_opts.read_request_timeout = std::chrono::milliseconds(opts.request_timeout_ms);
+  http_opts.max_connections = opts.http_max_connections;
+  http_opts.max_queued_response_bytes = opts.http_max_queued_response_bytes;
+  http_opts.max_header_bytes = opts.http_max_header_bytes;
+  http_opts.idle_timeout = std::chrono::milliseconds(opts.http_idle_timeout_ms);
+  http_opts.header_timeout = std::chrono::milliseconds(opts.http_header_timeout_ms);
+  http_opts.body_timeout = std::chrono::milliseconds(opts.http_body_timeout_ms);
+  http_opts.write_timeout = std::chrono::milliseconds(opts.http_write_timeout_ms);
+  http_opts.tls_cert_file = opts.http_tls_cert;
+  http_opts.tls_key_file = opts.http_tls_key;
+  http_opts.tokens = {opts.admin_token, opts.client_token};
   http_opts.client_id_seed = seed;
   http_opts.log = [&log](const std::string& line) { log.write(log_level::info, line); };
   if (log.enabled(log_level::debug))
@@ -179,6 +189,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<http_server> server;
   try {
     server = std::make_unique<http_server>(system, http_opts);
+  } catch (const http_tls_error& e) {
+    return fail_startup(e.what());
   } catch (const std::exception& e) {
     return fail_startup(std::string{e.what()} + " (--http-addr)");
   }
@@ -258,7 +270,8 @@ int main(int argc, char** argv) {
     std::thread{[&log, opts] {
       for (int attempt = 1;; ++attempt) {
         std::string body;
-        auto status = request_join(opts.join, opts.node_id, opts.raft_addr, body);
+        // The cluster shares one admin token: this node's own, when it has one.
+        auto status = request_join(opts.join, opts.node_id, opts.raft_addr, body, opts.admin_token);
         if (status == 200) {
           log.write(log_level::info, "joined the cluster through " + opts.join);
           return;

@@ -1,9 +1,15 @@
 #include "app/node_options.hpp"
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <sstream>
+
+#include <sys/stat.h>
 
 #include <boost/program_options.hpp>
 
@@ -31,7 +37,31 @@ po::options_description common_options() {
       "log-level", po::value<std::string>(), "error | warn | info | debug [info]")(
       "max-body-bytes", po::value<std::string>(), "largest request body accepted [1048576]")(
       "request-timeout-ms", po::value<std::string>(),
-      "how long a client request may wait for the cluster [5000]");
+      "how long a client request may wait for the cluster [5000]")(
+      "http-max-connections", po::value<std::string>(),
+      "open client connections at most (also capped by ulimit -n); more get 503 [4096]")(
+      "http-max-queued-response-bytes", po::value<std::string>(),
+      "response bytes one connection may have waiting; beyond it the node stops reading "
+      "that connection until the client reads [4194304]")(
+      "http-max-header-bytes", po::value<std::string>(),
+      "request line and headers, and a chunked body's trailer, at most; more get 431 [16384]")(
+      "http-idle-timeout-ms", po::value<std::string>(),
+      "close a keep-alive connection idle between requests for this long [60000]")(
+      "http-header-timeout-ms", po::value<std::string>(),
+      "close a connection whose request headers (and TLS handshake) take longer [10000]")(
+      "http-body-timeout-ms", po::value<std::string>(),
+      "close a connection whose request body takes longer after its headers [30000]")(
+      "http-write-timeout-ms", po::value<std::string>(),
+      "close a connection that takes longer to read one response [30000]")(
+      "http-tls-cert", po::value<std::string>(),
+      "PEM certificate chain: with --http-tls-key the client port speaks only HTTPS (TLS 1.2+)")(
+      "http-tls-key", po::value<std::string>(), "PEM private key of --http-tls-cert")(
+      "admin-token-file", po::value<std::string>(),
+      "file holding the Bearer token that admin endpoints (POST /join) require; not readable "
+      "by other users")(
+      "client-token-file", po::value<std::string>(),
+      "file holding the Bearer token every other request then requires (the admin token works "
+      "too); not readable by other users");
   return desc;
 }
 
@@ -63,6 +93,53 @@ std::optional<uint64_t> parse_unsigned(const std::string& text) {
 
 std::string quoted(const std::string& text) {
   return "'" + text + "'";
+}
+
+/// An unsigned option within [min, max]; an error message naming it, or "".
+template <class T>
+std::string apply_number(const po::variables_map& vm, const char* name, uint64_t min, uint64_t max,
+                         T& out) {
+  if (vm.count(name) == 0)
+    return {};
+  auto text = vm[name].as<std::string>();
+  auto n = parse_unsigned(text);
+  if (!n || *n < min || *n > max)
+    return std::string{"invalid --"} + name + " " + quoted(text) + ": expected an integer from " +
+           std::to_string(min) + " to " + std::to_string(max);
+  out = static_cast<T>(*n);
+  return {};
+}
+
+/// Reads a token file into `token`; an error message naming the option, or "".
+std::string read_token_file(const char* option, const std::string& path, std::string& token) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0)
+    return std::string{"cannot read --"} + option + " " + quoted(path) + ": " +
+           std::strerror(errno);
+  if (!S_ISREG(info.st_mode))
+    return std::string{"invalid --"} + option + " " + quoted(path) + ": not a regular file";
+  // Like ssh with private keys: a secret every local user can read is no secret, and the
+  // attacker this guards against is a local one.
+  if ((info.st_mode & S_IRWXO) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
+    return std::string{"refusing --"} + option + " " + quoted(path) +
+           ": other users may access it (mode " + mode + "); chmod o-rwx it";
+  }
+  std::ifstream file{path, std::ios::binary};
+  std::string text{std::istreambuf_iterator<char>{file}, std::istreambuf_iterator<char>{}};
+  if (!file && !file.eof())
+    return std::string{"cannot read --"} + option + " " + quoted(path);
+  if (!text.empty() && text.back() == '\n')
+    text.pop_back();
+  if (!text.empty() && text.back() == '\r')
+    text.pop_back();
+  if (text.size() < 16 || text.size() > 4096 || !http::is_valid_bearer_token(text))
+    return std::string{"invalid --"} + option + " " + quoted(path) +
+           ": the file must hold one token of 16 to 4096 characters from "
+           "[A-Za-z0-9-._~+/] (then optional '='), and nothing else";
+  token = std::move(text);
+  return {};
 }
 
 /// Fills `opts` from `vm`; an error message naming the option, or "".
@@ -150,6 +227,44 @@ std::string apply_options(const po::variables_map& vm, node_options& opts) {
              ": expected an integer from 1 to 600000";
     opts.request_timeout_ms = static_cast<uint32_t>(*n);
   }
+  for (auto error : {
+           apply_number(vm, "http-max-connections", 1, 1000000, opts.http_max_connections),
+           apply_number(vm, "http-max-queued-response-bytes", 65536, uint64_t{1} << 30,
+                        opts.http_max_queued_response_bytes),
+           // Beast stores one header field in under 64 KiB; a larger limit would let one
+           // through that it then refuses by throwing.
+           apply_number(vm, "http-max-header-bytes", 1024, 61440, opts.http_max_header_bytes),
+           apply_number(vm, "http-idle-timeout-ms", 100, 3600000, opts.http_idle_timeout_ms),
+           apply_number(vm, "http-header-timeout-ms", 100, 3600000, opts.http_header_timeout_ms),
+           apply_number(vm, "http-body-timeout-ms", 100, 3600000, opts.http_body_timeout_ms),
+           apply_number(vm, "http-write-timeout-ms", 100, 3600000, opts.http_write_timeout_ms),
+       })
+    if (!error.empty())
+      return error;
+  if (auto v = get("http-tls-cert"))
+    opts.http_tls_cert = *v;
+  if (auto v = get("http-tls-key"))
+    opts.http_tls_key = *v;
+  if (opts.http_tls_cert.empty() != opts.http_tls_key.empty())
+    return opts.http_tls_cert.empty() ? "--http-tls-key needs --http-tls-cert"
+                                      : "--http-tls-cert needs --http-tls-key";
+  // Loaded (and checked to match) when the server starts; a missing file is an option error.
+  if (!opts.http_tls_cert.empty() && !std::ifstream{opts.http_tls_cert})
+    return "cannot read --http-tls-cert " + quoted(opts.http_tls_cert);
+  if (!opts.http_tls_key.empty() && !std::ifstream{opts.http_tls_key})
+    return "cannot read --http-tls-key " + quoted(opts.http_tls_key);
+  if (auto v = get("admin-token-file")) {
+    opts.admin_token_file = *v;
+    if (auto error = read_token_file("admin-token-file", *v, opts.admin_token); !error.empty())
+      return error;
+  }
+  if (auto v = get("client-token-file")) {
+    opts.client_token_file = *v;
+    if (auto error = read_token_file("client-token-file", *v, opts.client_token); !error.empty())
+      return error;
+  }
+  if (!opts.admin_token.empty() && opts.admin_token == opts.client_token)
+    return "invalid --client-token-file: it holds the admin token; use two different tokens";
   // Checked after --node-id is final, whichever source set either option.
   if (!opts.initial_cluster.empty() && opts.initial_cluster.count(opts.node_id) == 0)
     return "invalid --initial-cluster: it does not list this node (--node-id " + opts.node_id + ")";

@@ -34,6 +34,23 @@ struct node_options {
   std::size_t max_body_bytes = std::size_t{1} << 20;
   /// How long a client request may wait for the Raft node.
   uint32_t request_timeout_ms = 5000;
+
+  // Client port limits and security (see http_server_options for what each one bounds).
+  std::size_t http_max_connections = 4096;
+  std::size_t http_max_queued_response_bytes = std::size_t{4} << 20;
+  std::size_t http_max_header_bytes = 16 * 1024;
+  uint32_t http_idle_timeout_ms = 60000;
+  uint32_t http_header_timeout_ms = 10000;
+  uint32_t http_body_timeout_ms = 30000;
+  uint32_t http_write_timeout_ms = 30000;
+  /// PEM files; both or neither (then plain HTTP).
+  std::string http_tls_cert;
+  std::string http_tls_key;
+  std::string admin_token_file;
+  std::string client_token_file;
+  /// The tokens read from those files (empty when not given).
+  std::string admin_token;
+  std::string client_token;
 };
 
 struct options_outcome {
