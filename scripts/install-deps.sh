@@ -7,9 +7,9 @@ packages=(
   build-essential cmake g++ pkg-config
   libcaf-dev
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev libboost-test1.81-dev
-  libssl-dev # https:// endpoints in infinityctl
+  libssl-dev # HTTPS: infinityctl's https:// endpoints and the node's client port
   curl procps clang-format
-  python3 openssl # infinityctl's end-to-end test: JSON checks, a TLS test server, certificates
+  python3 openssl # e2e tests (ctl, http limits): JSON checks, TLS, certificates, attack clients
   iproute2 nftables # network namespaces and silent drops for the partition tests
 )
 
