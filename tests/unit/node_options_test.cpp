@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <set>
 
 #include <unistd.h>
@@ -66,6 +67,17 @@ BOOST_AUTO_TEST_CASE(defaults) {
   BOOST_TEST(opts.max_body_bytes == 1048576u);
   BOOST_TEST(opts.request_timeout_ms == 5000u);
   BOOST_TEST(opts.config_file.empty());
+  BOOST_TEST(opts.http_max_connections == 4096u);
+  BOOST_TEST(opts.http_max_queued_response_bytes == 4194304u);
+  BOOST_TEST(opts.http_max_header_bytes == 16384u);
+  BOOST_TEST(opts.http_idle_timeout_ms == 60000u);
+  BOOST_TEST(opts.http_header_timeout_ms == 10000u);
+  BOOST_TEST(opts.http_body_timeout_ms == 30000u);
+  BOOST_TEST(opts.http_write_timeout_ms == 30000u);
+  BOOST_TEST(opts.http_tls_cert.empty());
+  BOOST_TEST(opts.http_tls_key.empty());
+  BOOST_TEST(opts.admin_token.empty());
+  BOOST_TEST(opts.client_token.empty());
 }
 
 BOOST_AUTO_TEST_CASE(flags) {
@@ -90,9 +102,27 @@ BOOST_AUTO_TEST_CASE(flags) {
 BOOST_AUTO_TEST_CASE(help_and_version) {
   auto help = parse_node_options({"--help"});
   BOOST_TEST((help.what == action::help));
-  for (const char* name :
-       {"--node-id", "--raft-addr", "--http-addr", "--config", "--data-dir", "--join",
-        "--initial-cluster", "--log-level", "--max-body-bytes", "--version"})
+  for (const char* name : {"--node-id",
+                           "--raft-addr",
+                           "--http-addr",
+                           "--config",
+                           "--data-dir",
+                           "--join",
+                           "--initial-cluster",
+                           "--log-level",
+                           "--max-body-bytes",
+                           "--version",
+                           "--http-max-connections",
+                           "--http-max-queued-response-bytes",
+                           "--http-max-header-bytes",
+                           "--http-idle-timeout-ms",
+                           "--http-header-timeout-ms",
+                           "--http-body-timeout-ms",
+                           "--http-write-timeout-ms",
+                           "--http-tls-cert",
+                           "--http-tls-key",
+                           "--admin-token-file",
+                           "--client-token-file"})
     BOOST_TEST(help.text.find(name) != std::string::npos, name);
   BOOST_TEST((parse_node_options({"-h"}).what == action::help));
   auto version = parse_node_options({"--version"});
@@ -197,6 +227,14 @@ BOOST_AUTO_TEST_CASE(shipped_config_files_parse) {
   BOOST_TEST(example.data_dir == defaults.data_dir);
   BOOST_TEST(example.max_body_bytes == defaults.max_body_bytes);
   BOOST_TEST(example.request_timeout_ms == defaults.request_timeout_ms);
+  BOOST_TEST(example.http_max_connections == defaults.http_max_connections);
+  BOOST_TEST(example.http_max_queued_response_bytes == defaults.http_max_queued_response_bytes);
+  BOOST_TEST(example.http_max_header_bytes == defaults.http_max_header_bytes);
+  BOOST_TEST(example.http_idle_timeout_ms == defaults.http_idle_timeout_ms);
+  BOOST_TEST(example.http_header_timeout_ms == defaults.http_header_timeout_ms);
+  BOOST_TEST(example.http_body_timeout_ms == defaults.http_body_timeout_ms);
+  BOOST_TEST(example.http_write_timeout_ms == defaults.http_write_timeout_ms);
+  BOOST_TEST(example.http_tls_cert.empty()); // the shipped default stays plain HTTP
 
   std::map<std::string, std::string> raft_addrs;
   std::set<std::string> ports;
@@ -217,4 +255,85 @@ BOOST_AUTO_TEST_CASE(shipped_config_files_parse) {
           (opts.initial_cluster == expect_run({"--config", dir + "node1.conf"}).initial_cluster));
   }
   BOOST_TEST(ports.size() == 6u); // no two endpoints share a port
+}
+
+BOOST_AUTO_TEST_CASE(client_port_limits) {
+  auto opts = expect_run({"--http-max-connections", "10", "--http-max-queued-response-bytes",
+                          "65536", "--http-max-header-bytes", "61440", "--http-idle-timeout-ms",
+                          "1000", "--http-header-timeout-ms", "100", "--http-body-timeout-ms",
+                          "3600000", "--http-write-timeout-ms", "2500"});
+  BOOST_TEST(opts.http_max_connections == 10u);
+  BOOST_TEST(opts.http_max_queued_response_bytes == 65536u);
+  BOOST_TEST(opts.http_max_header_bytes == 61440u);
+  BOOST_TEST(opts.http_idle_timeout_ms == 1000u);
+  BOOST_TEST(opts.http_header_timeout_ms == 100u);
+  BOOST_TEST(opts.http_body_timeout_ms == 3600000u);
+  BOOST_TEST(opts.http_write_timeout_ms == 2500u);
+  expect_fail({"--http-max-connections", "0"}, "--http-max-connections");
+  expect_fail({"--http-max-queued-response-bytes", "1000"}, "--http-max-queued-response-bytes");
+  // Beast refuses (by throwing) a field of 64 KiB or more, so the limit stays below it.
+  expect_fail({"--http-max-header-bytes", "65536"}, "--http-max-header-bytes");
+  expect_fail({"--http-max-header-bytes", "100"}, "--http-max-header-bytes");
+  expect_fail({"--http-header-timeout-ms", "0"}, "--http-header-timeout-ms");
+  expect_fail({"--http-idle-timeout-ms", "1s"}, "--http-idle-timeout-ms");
+  expect_fail({"--http-body-timeout-ms", "3600001"}, "--http-body-timeout-ms");
+  expect_fail({"--http-write-timeout-ms", ""}, "--http-write-timeout-ms");
+}
+
+BOOST_AUTO_TEST_CASE(tls_files_go_together) {
+  config_file cert{"not really a certificate\n"};
+  auto path = cert.path.string();
+  auto both = expect_run({"--http-tls-cert", path, "--http-tls-key", path});
+  BOOST_TEST(both.http_tls_cert == path);
+  BOOST_TEST(both.http_tls_key == path);
+  expect_fail({"--http-tls-cert", path}, "--http-tls-key");
+  expect_fail({"--http-tls-key", path}, "--http-tls-cert");
+  expect_fail({"--http-tls-cert", "/nonexistent/cert.pem", "--http-tls-key", path},
+              "/nonexistent/cert.pem");
+  expect_fail({"--http-tls-cert", path, "--http-tls-key", "/nonexistent/key.pem"},
+              "--http-tls-key");
+  // From a config file too.
+  config_file conf{"http-tls-cert = " + path + "\nhttp-tls-key = " + path + "\n"};
+  BOOST_TEST(expect_run({"--config", conf.path.string()}).http_tls_key == path);
+}
+
+BOOST_AUTO_TEST_CASE(token_files) {
+  config_file admin{"admin-token-0123456789\n"};
+  config_file client{"client.token_0123456789==\r\n"};
+  std::filesystem::permissions(admin.path, std::filesystem::perms::owner_read |
+                                               std::filesystem::perms::owner_write |
+                                               std::filesystem::perms::group_read);
+  std::filesystem::permissions(client.path, std::filesystem::perms::owner_read);
+  auto opts = expect_run(
+      {"--admin-token-file", admin.path.string(), "--client-token-file", client.path.string()});
+  BOOST_TEST(opts.admin_token == "admin-token-0123456789"); // the newline is not part of it
+  BOOST_TEST(opts.client_token == "client.token_0123456789==");
+  BOOST_TEST(opts.admin_token_file == admin.path.string());
+
+  // Readable by other users: refused, naming the option and the fix.
+  config_file world{"world-token-0123456789\n"};
+  std::filesystem::permissions(world.path, std::filesystem::perms::owner_read |
+                                               std::filesystem::perms::others_read);
+  auto text = expect_fail({"--admin-token-file", world.path.string()}, "--admin-token-file");
+  BOOST_TEST(text.find("chmod") != std::string::npos, text);
+
+  auto private_file = [](const std::string& content) {
+    auto file = std::make_unique<config_file>(content);
+    std::filesystem::permissions(file->path, std::filesystem::perms::owner_read |
+                                                 std::filesystem::perms::owner_write);
+    return file;
+  };
+  for (const char* bad : {"", "\n", "short\n", "two tokens-0123456789\n",
+                          "token-0123456789\nsecond-line\n", "token-0123456789\n\n"}) {
+    auto file = private_file(bad);
+    expect_fail({"--client-token-file", file->path.string()}, "--client-token-file");
+  }
+  expect_fail({"--client-token-file", "/nonexistent/token"}, "/nonexistent/token");
+  auto directory = private_file("x");
+  expect_fail({"--admin-token-file", directory->dir.string()}, "not a regular file");
+  // One token for both roles would make every client an admin.
+  auto same = private_file("admin-token-0123456789\n");
+  expect_fail(
+      {"--admin-token-file", admin.path.string(), "--client-token-file", same->path.string()},
+      "--client-token-file");
 }
