@@ -362,7 +362,9 @@ class connection final : public closable, public std::enable_shared_from_this<co
       // Between requests only the idle timeout runs; the next request's first byte starts the
       // header deadline (on_read_some).
       deadline_.reset();
-      if (buffer_.size() == 0 && buffer_.capacity() > 4096)
+      if (buffer_.size() > 0) // a pipelined request has begun already
+        deadline_ = clock_type::now() + core_->options.header_timeout;
+      else if (buffer_.capacity() > 4096)
         buffer_.shrink_to_fit(); // idle connections keep little memory
     }
     parse_buffered();
@@ -552,6 +554,10 @@ class connection final : public closable, public std::enable_shared_from_this<co
     if (!meta.www_authenticate.empty())
       res->set(bhttp::field::www_authenticate, meta.www_authenticate);
     res->body() = std::move(response.body);
+    // boost::json grows its output by doubling, so a 512 KiB value can sit in a 1 MiB string;
+    // queued responses are what a slow reader makes us hold, so they keep only their bytes.
+    if (res->body().capacity() - res->body().size() > 64 * 1024)
+      res->body().shrink_to_fit();
     bool stopping;
     {
       std::lock_guard<std::mutex> guard{core_->mutex};
@@ -559,7 +565,7 @@ class connection final : public closable, public std::enable_shared_from_this<co
     }
     res->keep_alive(meta.keep_alive && !stopping);
     res->prepare_payload();
-    auto bytes = res->body().size() + response_overhead;
+    auto bytes = res->body().capacity() + response_overhead;
     response_estimate_ = std::max(response_estimate_, bytes);
     queued_bytes_ += bytes;
     write_queue_.push_back(queued_response{std::move(res), bytes});
