@@ -116,9 +116,15 @@ def slow(port, mode, limit_s):
         sock.sendall(b"POST /set HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{\"key\":")
     elif mode == "headers":
         sock.sendall(b"GET /status HTTP/1.1\r\nHost: t\r\n")
+    elif mode == "idle":  # one whole request, then nothing: the idle timeout applies
+        status, _, _ = get(sock, "/status")
+        if status != 200:
+            report(mode=mode, closed=0, seconds=0, status=status)
+            return
+        start = time.monotonic()
     closed = False
     while time.monotonic() - start < limit_s:
-        if mode != "silent":
+        if mode in ("headers", "body"):
             try:
                 sock.sendall(b"a")  # one byte at a time, never finishing
             except OSError:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the client port under attack, against real infinitystore processes on
 # 127.0.0.1: an oversized chunked trailer and oversized headers (answered, then closed, no
-# CLOSE-WAIT left), slow headers, a slow body and a silent client (closed at their deadline),
+# CLOSE-WAIT left), slow headers, a slow body, a silent and an idle client (closed at their
+# deadline),
 # the connection limit (503, existing connections unharmed, room again after some close),
 # 20 clients pipelining GETs of a 512 KiB value without reading (RSS bounded), the absolute-form
 # request target, the descriptor limit clamping the connection limit, descriptors back to their
@@ -139,7 +140,8 @@ within() { python3 -c "import sys; sys.exit(0 if $1 <= $3 <= $2 else 1)"; }
 # memory the node holds rather than what the allocator keeps for reuse.
 MAX_CONN=24
 GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 start_node limits \
-  --http-max-connections "$MAX_CONN" --http-header-timeout-ms 2000 --http-body-timeout-ms 2000
+  --http-max-connections "$MAX_CONN" --http-header-timeout-ms 2000 --http-body-timeout-ms 2000 \
+  --http-idle-timeout-ms 4000
 BASE="http://127.0.0.1:$PORT"
 wait_for_leader "$BASE"
 { printf '{"key":"big","value":"'; head -c 524288 /dev/zero | tr '\0' 'v'; printf '","action":"set"}'; } >"$TMP/big.json"
@@ -171,23 +173,24 @@ check "20 KiB of headers answered 431 and closed" \
   "$([ "${A_status:-}" = 431 ] && [ "${A_closed:-}" = 1 ] && [ "${A_json:-}" = 1 ] && echo 0 || echo 1)" \
   "status ${A_status:-none}, closed ${A_closed:-?}"
 
-# Slow clients, in parallel: each must be closed at its 2 s deadline, not before, not much after.
-for mode in headers silent body; do
-  timeout 30 python3 "$ATTACK" slow "$PORT" "$mode" 8 >"$TMP/slow.$mode" 2>&1 &
+# Slow clients, in parallel: each must be closed at its deadline (2 s for the headers, counted
+# from accept for the first request, and for the body; 4 s idle after a whole request), not
+# before, not much after.
+for mode in headers silent body idle; do
+  timeout 30 python3 "$ATTACK" slow "$PORT" "$mode" 9 >"$TMP/slow.$mode" 2>&1 &
 done
-wait_slow() {
-  for _ in $(seq 1 150); do
-    [ "$(cat "$TMP"/slow.* 2>/dev/null | grep -c '^seconds=')" = 3 ] && return
-    sleep 0.1
-  done
-}
-wait_slow
-for mode in headers silent body; do
+for _ in $(seq 1 150); do
+  [ "$(cat "$TMP"/slow.* 2>/dev/null | grep -c '^seconds=')" = 4 ] && break
+  sleep 0.1
+done
+for mode in headers silent body idle; do
   closed=$(grep -o 'closed=[01]' "$TMP/slow.$mode" | cut -d= -f2)
   secs=$(grep -o 'seconds=[0-9.]*' "$TMP/slow.$mode" | cut -d= -f2)
+  deadline=2
+  [ "$mode" = idle ] && deadline=4
   echo "  slow $mode: closed=${closed:-?} after ${secs:-?} s"
-  check "slow $mode closed at the 2 s deadline" \
-    "$([ "${closed:-}" = 1 ] && within 1.5 4.5 "${secs:-99}" && echo 0 || echo 1)" \
+  check "slow $mode closed at the $deadline s deadline" \
+    "$([ "${closed:-}" = 1 ] && within $((deadline - 1)).5 $((deadline + 2)).5 "${secs:-99}" && echo 0 || echo 1)" \
     "closed ${closed:-?} after ${secs:-?} s"
 done
 
