@@ -137,9 +137,11 @@ def slow(port, mode, limit_s):
     sock.close()
 
 
-def limit(port, count):
-    """Fills the connection limit with `count` keep-alive connections, then checks the next one
-    gets 503, the existing ones still work, and new ones work again after some close."""
+def limit(port, count, extra_count):
+    """Fills the connection limit with `count` keep-alive connections, then opens `extra_count`
+    more at once and keeps them open: reports how many got 503 and how many were closed without
+    an answer, then checks the existing ones still work, and new ones work again after some of
+    them close."""
     held = []
     for _ in range(count):
         sock = connect(port)
@@ -148,12 +150,22 @@ def limit(port, count):
             report(fill_failed=status)
             return
         held.append(sock)
-    extra = connect(port)
-    status, headers, body = get(extra, "/status")
-    closed = closed_by_peer(extra, 4.0)
-    extra.close()
-    report(over_status=status, over_retry_after=headers.get("retry-after", ""),
-           over_json=int(body.startswith(b'{"error"')), over_closed=int(closed))
+    extras = []
+    for _ in range(extra_count):
+        sock = connect(port)
+        _send_quietly(sock, b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
+        extras.append(sock)
+    answers = [read_response(sock) for sock in extras]
+    busy = [a for a in answers if a[0] == 503]
+    good = [a for a in busy
+            if a[1].get("retry-after") == "1" and a[2].startswith(b'{"error"')
+            and a[1].get("connection") == "close"]
+    closed = all(closed_by_peer(sock, 4.0) for sock in extras)
+    for sock in extras:
+        sock.close()
+    report(over_503=len(busy), over_503_well_formed=len(good),
+           over_unanswered=sum(1 for a in answers if a[0] is None),
+           over_other=sum(1 for a in answers if a[0] not in (None, 503)), over_closed=int(closed))
     existing = [get(sock, "/status")[0] for sock in held[:3]]
     report(existing_statuses=",".join(str(s) for s in existing))
     for sock in held[:5]:
@@ -212,7 +224,7 @@ def main():
     elif command == "slow":
         slow(port, sys.argv[3], float(sys.argv[4]))
     elif command == "limit":
-        limit(port, int(sys.argv[3]))
+        limit(port, int(sys.argv[3]), int(sys.argv[4]))
     elif command == "pipeline":
         pipeline(port, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
     else:
