@@ -944,10 +944,6 @@ std::string http_server::local_address() const {
   return endpoint_text(impl_->bound);
 }
 
-std::size_t http_server::max_connections() const {
-  return impl_->core->connection_limit;
-}
-
 void http_server::start(caf::actor raft, caf::actor kv) {
   auto& d = *impl_;
   if (d.started || d.stopped)

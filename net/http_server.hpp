@@ -96,8 +96,6 @@ class http_server {
   uint16_t port() const;
   /// "ADDRESS:PORT" actually bound.
   std::string local_address() const;
-  /// The connection limit in force (`max_connections`, clamped to RLIMIT_NOFILE).
-  std::size_t max_connections() const;
 
   /// Starts accepting; requests go to `raft` and `kv`. Call once.
   void start(caf::actor raft, caf::actor kv);
