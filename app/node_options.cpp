@@ -126,6 +126,9 @@ std::string read_token_file(const char* option, const std::string& path, std::st
     return std::string{"refusing --"} + option + " " + quoted(path) +
            ": other users may access it (mode " + mode + "); chmod o-rwx it";
   }
+  if (info.st_size > 8192)
+    return std::string{"invalid --"} + option + " " + quoted(path) +
+           ": larger than 8 KiB; it must hold one token";
   std::ifstream file{path, std::ios::binary};
   std::string text{std::istreambuf_iterator<char>{file}, std::istreambuf_iterator<char>{}};
   if (!file && !file.eof())

@@ -328,6 +328,8 @@ BOOST_AUTO_TEST_CASE(token_files) {
     auto file = private_file(bad);
     expect_fail({"--client-token-file", file->path.string()}, "--client-token-file");
   }
+  auto huge = private_file(std::string(10000, 'a'));
+  expect_fail({"--client-token-file", huge->path.string()}, "8 KiB");
   expect_fail({"--client-token-file", "/nonexistent/token"}, "/nonexistent/token");
   auto directory = private_file("x");
   expect_fail({"--admin-token-file", directory->dir.string()}, "not a regular file");
