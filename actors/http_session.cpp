@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "actors/kv/command_codec.hpp"
 #include "actors/messages.hpp"
 
 namespace infinity {
@@ -79,9 +80,9 @@ void handle_write(session_actor* self, uint64_t position, const http::api_reques
   write.command.client_id = st.config.client_id;
   write.command.sequence = ++st.last_command_sequence;
   auto timeout = st.config.write_timeout;
-  self->request(st.config.raft, timeout, propose_atom::value, write.command)
+  self->request(st.config.raft, timeout, propose_atom::value, encode_command(write.command))
       .then(
-          [=](const propose_result& result) {
+          [=](const client_reply& result) {
             finish(self, position, true, http::write_response(write, result));
           },
           [=](const caf::error& error) {
@@ -112,8 +113,8 @@ void handle_get(session_actor* self, uint64_t position, const http::api_request&
   auto timeout = self->state.config.read_timeout;
   self->request(self->state.config.raft, timeout, read_atom::value)
       .then(
-          [=](const propose_result& result) {
-            if (result.status == propose_status::ok) {
+          [=](const client_reply& result) {
+            if (result.status == reply_status::ok) {
               // The barrier guarantees the local copy has applied everything committed before the
               // read arrived, so the local get is linearizable.
               read_local(self, position, std::get<http::get_request>(req.body).key);
@@ -144,13 +145,13 @@ void handle_join(session_actor* self, uint64_t position, const http::join_reques
   auto timeout = self->state.config.write_timeout + std::chrono::seconds(10);
   self->request(self->state.config.raft, timeout, join_atom::value, join.node_id, join.node_addr)
       .then(
-          [=](const propose_result& result) {
+          [=](const client_reply& result) {
             complete(self, position, http::join_result_response(join, result));
           },
           [=](const caf::error& error) {
-            propose_result unknown;
-            unknown.status = propose_status::timeout;
-            unknown.leader_id = describe(self, error, timeout);
+            client_reply unknown;
+            unknown.status = reply_status::timeout;
+            unknown.reason = describe(self, error, timeout);
             complete(self, position, http::join_result_response(join, unknown));
           });
 }

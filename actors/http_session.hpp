@@ -25,6 +25,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/protocols.hpp"
 #include "net/http_api.hpp"
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(infinity::http::parsed_request)
@@ -34,8 +35,8 @@ namespace infinity {
 using http_req_atom = caf::atom_constant<caf::atom("httpreq")>;
 
 struct http_session_config {
-  caf::actor raft;
-  caf::actor kv;
+  raft_node_actor raft;
+  kv_actor kv;
   /// Nonzero (0 would opt out of deduplication).
   uint64_t client_id = 1;
   /// How long a write may wait for commit; past it the outcome is unknown (500).

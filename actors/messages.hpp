@@ -18,32 +18,30 @@ namespace infinity {
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 /// Sent by a Raft node to itself so proposals queued in its mailbox go out as one batch.
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
-/// Storage made a persist request durable.
+/// Storage made a persist request durable: (persisted_atom, seq).
 using persisted_atom = caf::atom_constant<caf::atom("persisted")>;
-/// The KV state machine applied everything up to an index.
-using applied_atom = caf::atom_constant<caf::atom("applied")>;
-/// Client proposal of a command: (propose_atom, kv_command) -> propose_result.
+/// A client write: (propose_atom, encoded command) -> client_reply.
 using propose_atom = caf::atom_constant<caf::atom("propose")>;
-/// Linearizable read barrier: (read_atom) -> propose_result whose index is applied locally.
+/// Linearizable read barrier: (read_atom) -> client_reply whose index is applied locally.
 using read_atom = caf::atom_constant<caf::atom("readindex")>;
 /// (status_atom) -> raft_status.
 using status_atom = caf::atom_constant<caf::atom("status")>;
-/// A peer became reachable, with its handle: (peer_up_atom, id, actor); or unreachable.
+/// To the Raft node: a peer became reachable, with its handle: (peer_up_atom, id, actor); or
+/// unreachable: (peer_down_atom, id). To the peer connector: (peer_up_atom, id, "host:port")
+/// connects to a node, (peer_down_atom, id) hangs up.
 using peer_up_atom = caf::atom_constant<caf::atom("peerup")>;
 using peer_down_atom = caf::atom_constant<caf::atom("peerdown")>;
+/// (observer_atom, actor): where a Raft node sends its effects (connect, hang up).
+using observer_atom = caf::atom_constant<caf::atom("observer")>;
 /// Simulated storage: make everything written so far durable.
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
 /// Storage actor to itself: (storage_idle_atom, requests seen when armed) ~10 ms after a
 /// request, for deferred work once idle; (storage_maint_atom) for deferred work due anyway.
 using storage_idle_atom = caf::atom_constant<caf::atom("stidle")>;
 using storage_maint_atom = caf::atom_constant<caf::atom("stmaint")>;
-/// Add a voter: (join_atom, id, raft_address) -> propose_result (ok once the new membership is
-/// committed and applied); forwarded between nodes as (join_atom, id, raft_address, true).
+/// Add a voter: (join_atom, id, raft_address) -> client_reply (ok once the new membership is
+/// committed and applied).
 using join_atom = caf::atom_constant<caf::atom("join")>;
-/// Leader -> joining node: (join_reset_atom, leader_id, leader_term, leader_raft_address) ->
-/// (bool accepted, reason). The node drops its lone bootstrap state unless it holds user writes,
-/// and connects back to the leader so its answers reach it.
-using join_reset_atom = caf::atom_constant<caf::atom("joinreset")>;
 /// Raft node -> KV actor: forget everything (only after a join reset of a node with no writes).
 using kv_reset_atom = caf::atom_constant<caf::atom("kvreset")>;
 /// KV state machine, local copy: (kv_get_atom, key) -> (bool found, std::string value).
@@ -58,36 +56,61 @@ typename Inspector::result_type inspect(Inspector& f, log_entry& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, client_reply& x) {
+  return f(caf::meta::type_name("client_reply"), x.status, x.index, x.term, x.leader_id,
+           x.leader_http, x.reason, x.payload);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, request_vote& x) {
-  return f(caf::meta::type_name("request_vote"), x.from, x.term, x.last_log_index, x.last_log_term,
-           x.pre_vote);
+  return f(caf::meta::type_name("request_vote"), x.from, x.cluster_id, x.term, x.last_log_index,
+           x.last_log_term, x.pre_vote);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, vote_reply& x) {
-  return f(caf::meta::type_name("vote_reply"), x.from, x.term, x.granted, x.pre_vote);
+  return f(caf::meta::type_name("vote_reply"), x.from, x.cluster_id, x.term, x.granted, x.pre_vote);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, append_entries& x) {
-  return f(caf::meta::type_name("append_entries"), x.from, x.term, x.prev_log_index,
+  return f(caf::meta::type_name("append_entries"), x.from, x.cluster_id, x.term, x.prev_log_index,
            x.prev_log_term, x.entries, x.leader_commit, x.round, x.leader_http);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, append_reply& x) {
-  return f(caf::meta::type_name("append_reply"), x.from, x.term, x.success, x.prev_log_index,
-           x.match_index, x.conflict_index, x.conflict_term, x.round);
+  return f(caf::meta::type_name("append_reply"), x.from, x.cluster_id, x.term, x.success,
+           x.prev_log_index, x.match_index, x.conflict_index, x.conflict_term, x.round,
+           x.repairing);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, forward_request& x) {
+  return f(caf::meta::type_name("forward_request"), x.from, x.cluster_id, x.request_id, x.op,
+           x.command, x.member_id, x.member_address);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, forward_reply& x) {
+  return f(caf::meta::type_name("forward_reply"), x.from, x.cluster_id, x.request_id, x.reply);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, join_probe& x) {
+  return f(caf::meta::type_name("join_probe"), x.from, x.cluster_id, x.term, x.leader_address,
+           x.probe_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, join_probe_reply& x) {
+  return f(caf::meta::type_name("join_probe_reply"), x.from, x.cluster_id, x.probe_id, x.accepted,
+           x.reason);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, kv_command& x) {
   return f(caf::meta::type_name("kv_command"), x.op, x.key, x.value, x.client_id, x.sequence);
-}
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, propose_result& x) {
-  return f(caf::meta::type_name("propose_result"), x.status, x.index, x.term, x.leader_id);
 }
 
 template <class Inspector>
@@ -107,9 +130,20 @@ typename Inspector::result_type inspect(Inspector& f, apply_batch& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entry_result& x) {
+  return f(caf::meta::type_name("entry_result"), x.index, x.payload);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, applied_batch& x) {
+  return f(caf::meta::type_name("applied_batch"), x.last_applied, x.results);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, raft_status& x) {
   return f(caf::meta::type_name("raft_status"), x.id, x.role, x.term, x.leader_id, x.commit_index,
-           x.applied_index, x.last_log_index, x.members, x.leader_http, x.leader_raft);
+           x.applied_index, x.last_log_index, x.members, x.leader_http, x.leader_raft, x.cluster_id,
+           x.repair_until_index);
 }
 
 /// Registers every message type under its stable name; call on each actor_system_config.

@@ -38,72 +38,11 @@ inline bool operator!=(const log_entry& a, const log_entry& b) {
   return !(a == b);
 }
 
-// -- Raft RPCs (one-way messages; replies go back to the node named in `from`) --------------------
+// -- client protocol
+// -------------------------------------------------------------------------------
 
-/// RequestVote (Raft §5.2). With `pre_vote` set it is the pre-vote of the thesis (§9.6): `term` is
-/// the term the sender would campaign in, and granting it changes nothing on the receiver.
-struct request_vote {
-  std::string from;
-  uint64_t term = 0;
-  uint64_t last_log_index = 0;
-  uint64_t last_log_term = 0;
-  bool pre_vote = false;
-};
-
-struct vote_reply {
-  std::string from;
-  /// The voter's term; for a granted pre-vote, the term of the request.
-  uint64_t term = 0;
-  bool granted = false;
-  bool pre_vote = false;
-};
-
-/// AppendEntries (Raft §5.3); one without entries is a heartbeat.
-struct append_entries {
-  std::string from;
-  uint64_t term = 0;
-  uint64_t prev_log_index = 0;
-  uint64_t prev_log_term = 0;
-  std::vector<log_entry> entries;
-  uint64_t leader_commit = 0;
-  /// Heartbeat round of the leader, echoed back so reads can confirm leadership (ReadIndex).
-  uint64_t round = 0;
-  /// The leader's client (HTTP) address, so followers can redirect clients to it.
-  std::string leader_http;
-};
-
-struct append_reply {
-  std::string from;
-  uint64_t term = 0;
-  bool success = false;
-  /// Echo of the request's `prev_log_index`, so the leader can recognise stale rejections.
-  uint64_t prev_log_index = 0;
-  /// On success: the follower's log matches the leader's up to here, durably.
-  uint64_t match_index = 0;
-  /// On rejection: where the leader should retry (fast back-off, thesis §5.3).
-  uint64_t conflict_index = 0;
-  /// On rejection: the term of the follower's entry at `prev_log_index`, 0 if it has none.
-  uint64_t conflict_term = 0;
-  uint64_t round = 0;
-};
-
-// -- KV commands and client proposals
-// --------------------------------------------------------------
-
-enum class kv_op : uint8_t { set = 0, del = 1 };
-
-/// A state machine command. `client_id` and `sequence` identify it, so a command delivered twice
-/// (a retried or duplicated proposal) is applied once. `client_id` 0 opts out of deduplication.
-struct kv_command {
-  kv_op op = kv_op::set;
-  std::string key;
-  std::string value;
-  uint64_t client_id = 0;
-  uint64_t sequence = 0;
-};
-
-/// Outcome of a proposal or of a read barrier, as seen by whoever asked.
-enum class propose_status : uint8_t {
+/// How a client request (write, linearizable read barrier, membership change) ended.
+enum class reply_status : uint8_t {
   /// Committed and applied at `index` (read barrier: safe to read once `index` is applied).
   ok = 0,
   /// This node is not the leader and did not forward; nothing was appended. Try `leader_id`.
@@ -120,20 +59,144 @@ enum class propose_status : uint8_t {
   /// committed an entry of its term); nothing changed. Retry shortly.
   busy = 6,
   /// Membership change refused for good (e.g. the joining node holds data of its own); nothing
-  /// changed. `leader_id` carries the reason.
+  /// changed. `reason` says why.
   rejected = 7,
-  /// The node to be added did not answer; nothing changed. `leader_id` carries the reason.
+  /// The node to be added did not answer; nothing changed. `reason` says why.
   unreachable = 8,
 };
 
-const char* to_string(propose_status status);
+const char* to_string(reply_status status);
 
-struct propose_result {
-  propose_status status = propose_status::ok;
+/// The one answer to every client request of the Raft node.
+struct client_reply {
+  reply_status status = reply_status::ok;
+  /// Writes: the entry's index. Reads: the read index. Joins: the membership entry's index.
   uint64_t index = 0;
   uint64_t term = 0;
-  /// Best known leader (may be empty).
+  /// Best known leader (may be empty) and its client (HTTP) address, for redirects.
   std::string leader_id;
+  std::string leader_http;
+  /// Human-readable detail for refusals and failures; empty on success.
+  std::string reason;
+  /// Writes: what the state machine answered for this entry (opaque to Raft).
+  std::string payload;
+};
+
+// -- Raft RPCs (one-way messages; replies go back to the node named in `from`) --------------------
+//
+// Every RPC names its sender and the cluster it belongs to; a node drops RPCs of another
+// cluster. (The transport, not the message, is what proves who sent it: see net/.)
+
+/// RequestVote (Raft §5.2). With `pre_vote` set it is the pre-vote of the thesis (§9.6): `term` is
+/// the term the sender would campaign in, and granting it changes nothing on the receiver.
+struct request_vote {
+  std::string from;
+  std::string cluster_id;
+  uint64_t term = 0;
+  uint64_t last_log_index = 0;
+  uint64_t last_log_term = 0;
+  bool pre_vote = false;
+};
+
+struct vote_reply {
+  std::string from;
+  std::string cluster_id;
+  /// The voter's term; for a granted pre-vote, the term of the request.
+  uint64_t term = 0;
+  bool granted = false;
+  bool pre_vote = false;
+};
+
+/// AppendEntries (Raft §5.3); one without entries is a heartbeat.
+struct append_entries {
+  std::string from;
+  std::string cluster_id;
+  uint64_t term = 0;
+  uint64_t prev_log_index = 0;
+  uint64_t prev_log_term = 0;
+  std::vector<log_entry> entries;
+  uint64_t leader_commit = 0;
+  /// Heartbeat round of the leader, echoed back so reads can confirm leadership (ReadIndex).
+  uint64_t round = 0;
+  /// The leader's client (HTTP) address, so followers can redirect clients to it.
+  std::string leader_http;
+};
+
+struct append_reply {
+  std::string from;
+  std::string cluster_id;
+  uint64_t term = 0;
+  bool success = false;
+  /// Echo of the request's `prev_log_index`, so the leader can recognise stale rejections.
+  uint64_t prev_log_index = 0;
+  /// On success: the follower's log matches the leader's up to here, durably.
+  uint64_t match_index = 0;
+  /// On rejection: where the leader should retry (fast back-off, thesis §5.3).
+  uint64_t conflict_index = 0;
+  /// On rejection: the term of the follower's entry at `prev_log_index`, 0 if it has none.
+  uint64_t conflict_term = 0;
+  uint64_t round = 0;
+  /// The follower lost entries it may have acknowledged and is catching up (protocol-aware
+  /// recovery): its acknowledgements do not count toward a commit yet.
+  bool repairing = false;
+};
+
+/// A client request a follower passes to the leader (one hop, never forwarded again).
+enum class forwarded_op : uint8_t { write = 0, read = 1, join = 2 };
+
+struct forward_request {
+  std::string from;
+  std::string cluster_id;
+  /// Chosen by the forwarding node; echoed in the reply.
+  uint64_t request_id = 0;
+  forwarded_op op = forwarded_op::write;
+  /// write: the encoded command.
+  std::string command;
+  /// join: the node to add and its Raft address.
+  std::string member_id;
+  std::string member_address;
+};
+
+struct forward_reply {
+  std::string from;
+  std::string cluster_id;
+  uint64_t request_id = 0;
+  client_reply reply;
+};
+
+/// Leader -> a node it is about to add: drop your lone bootstrap state (unless it holds writes of
+/// its own) and follow me; the answer comes once that is durable.
+struct join_probe {
+  std::string from;
+  /// The leader's cluster, which the new node adopts.
+  std::string cluster_id;
+  uint64_t term = 0;
+  /// The leader's Raft address, so the new node can connect back.
+  std::string leader_address;
+  uint64_t probe_id = 0;
+};
+
+struct join_probe_reply {
+  std::string from;
+  std::string cluster_id;
+  uint64_t probe_id = 0;
+  bool accepted = false;
+  std::string reason;
+};
+
+// -- KV commands
+// ---------------------------------------------------------------------------------------
+
+enum class kv_op : uint8_t { set = 0, del = 1 };
+
+/// A state machine command. `client_id` and `sequence` identify it, so a command delivered twice
+/// (a retried or duplicated proposal) is applied once. `client_id` 0 opts out of deduplication.
+struct kv_command {
+  kv_op op = kv_op::set;
+  std::string key;
+  std::string value;
+  uint64_t client_id = 0;
+  uint64_t sequence = 0;
 };
 
 // -- storage seam
@@ -204,6 +267,8 @@ struct recovered_state {
   /// Set when storage found repairable damage; then `entries` is what would be left after the
   /// repair, and nothing has been changed on disk yet.
   std::optional<storage_damage> damage;
+  /// The cluster the data directory belongs to (from its identity); empty until known.
+  std::string cluster_id;
 };
 
 // -- state machine
@@ -212,6 +277,20 @@ struct recovered_state {
 /// Committed entries for the state machine, contiguous and in log order.
 struct apply_batch {
   std::vector<log_entry> entries;
+};
+
+/// What the state machine answered for one applied command entry (opaque to Raft, which hands
+/// it to the client that proposed the entry).
+struct entry_result {
+  uint64_t index = 0;
+  std::string payload;
+};
+
+/// The state machine's answer to an `apply_batch`: everything up to `last_applied` is applied.
+struct applied_batch {
+  uint64_t last_applied = 0;
+  /// One per command entry of the batch, in log order.
+  std::vector<entry_result> results;
 };
 
 // -- status
@@ -233,6 +312,10 @@ struct raft_status {
   /// Addresses of the leader, if known: client (HTTP) and Raft.
   std::string leader_http;
   std::string leader_raft;
+  std::string cluster_id;
+  /// Nonzero while the node repairs entries its storage lost (protocol-aware recovery): it
+  /// neither votes nor counts toward a commit until it has caught up to this index.
+  uint64_t repair_until_index = 0;
 };
 
 } // namespace infinity

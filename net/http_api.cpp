@@ -560,15 +560,15 @@ namespace {
 
 /// The answer to a proposal (`what`: "write", "join") that did not succeed. Every status is
 /// handled here, so one that is added later fails the build (-Wswitch) instead of a request.
-api_response proposal_failure(const propose_result& result, const std::string& what) {
+api_response proposal_failure(const client_reply& result, const std::string& what) {
   auto unknown = [&](const std::string& why) {
     return json_response(
         500, json::object{{"error", why + ": the " + what + " may or may not have been applied"},
                           {"reason", to_string(result.status)}});
   };
   switch (result.status) {
-  case propose_status::not_leader:
-  case propose_status::no_leader: {
+  case reply_status::not_leader:
+  case reply_status::no_leader: {
     std::string message = result.leader_id.empty()
                               ? "no leader is known right now; retry later"
                               : "this node is not the leader; the leader is " + result.leader_id;
@@ -578,7 +578,7 @@ api_response proposal_failure(const propose_result& result, const std::string& w
     response.headers.emplace_back("Retry-After", "1");
     return response;
   }
-  case propose_status::busy: {
+  case reply_status::busy: {
     auto response = json_response(
         503, json::object{{"error", "the cluster is busy (a membership change is in progress); "
                                     "nothing was changed; retry shortly"},
@@ -586,29 +586,28 @@ api_response proposal_failure(const propose_result& result, const std::string& w
     response.headers.emplace_back("Retry-After", "1");
     return response;
   }
-  case propose_status::unreachable: {
+  case reply_status::unreachable: {
     auto response =
-        json_response(503, json::object{{"error", "the " + what + " failed: " + result.leader_id +
+        json_response(503, json::object{{"error", "the " + what + " failed: " + result.reason +
                                                       "; nothing was changed"},
                                         {"reason", to_string(result.status)}});
     response.headers.emplace_back("Retry-After", "1");
     return response;
   }
-  case propose_status::rejected:
-    // `leader_id` carries the reason for this status (types.hpp).
+  case reply_status::rejected:
     return json_response(
-        409, json::object{{"error", "the " + what + " was rejected" +
-                                        (result.leader_id.empty() ? std::string{}
-                                                                  : ": " + result.leader_id) +
-                                        "; nothing was changed"},
-                          {"reason", to_string(result.status)}});
-  case propose_status::leadership_lost:
+        409,
+        json::object{{"error", "the " + what + " was rejected" +
+                                   (result.reason.empty() ? std::string{} : ": " + result.reason) +
+                                   "; nothing was changed"},
+                     {"reason", to_string(result.status)}});
+  case reply_status::leadership_lost:
     return unknown("leadership changed before the " + what + " was confirmed");
-  case propose_status::timeout:
+  case reply_status::timeout:
     return unknown("the " + what + " was not confirmed in time");
-  case propose_status::stopping:
+  case reply_status::stopping:
     return unknown("the node is shutting down");
-  case propose_status::ok:
+  case reply_status::ok:
     break;
   }
   return unknown("unexpected outcome " + std::string{to_string(result.status)});
@@ -616,17 +615,17 @@ api_response proposal_failure(const propose_result& result, const std::string& w
 
 } // namespace
 
-api_response write_response(const write_request& request, const propose_result& result) {
+api_response write_response(const write_request& request, const client_reply& result) {
   const auto& command = request.command;
-  if (result.status != propose_status::ok)
+  if (result.status != reply_status::ok)
     return proposal_failure(result, "write");
   return json_response(200, json::object{{"key", command.key},
                                          {"action", action_name(command.op)},
                                          {"index", result.index}});
 }
 
-api_response join_result_response(const join_request& request, const propose_result& result) {
-  if (result.status != propose_status::ok)
+api_response join_result_response(const join_request& request, const client_reply& result) {
+  if (result.status != reply_status::ok)
     return proposal_failure(result, "join");
   return json_response(200, json::object{{"nodeid", request.node_id},
                                          {"nodeaddr", request.node_addr},
@@ -640,36 +639,31 @@ api_response write_failed_response(const write_request&, std::string_view reason
                                     {"reason", "unknown"}});
 }
 
-api_response read_barrier_response(const propose_result& result) {
+api_response read_barrier_response(const client_reply& result) {
   std::string message;
   switch (result.status) {
-  case propose_status::not_leader:
+  case reply_status::not_leader:
     message = result.leader_id.empty()
                   ? "this node is not the leader and no leader is known; retry later"
                   : "this node is not the leader; the leader is " + result.leader_id;
     break;
-  case propose_status::no_leader:
+  case reply_status::no_leader:
     message = "no leader is known right now; retry later";
     break;
-  case propose_status::ok:
-  case propose_status::leadership_lost:
-  case propose_status::timeout:
-  case propose_status::stopping:
-  case propose_status::busy:
-  case propose_status::rejected:
-  case propose_status::unreachable:
+  case reply_status::ok:
+  case reply_status::leadership_lost:
+  case reply_status::timeout:
+  case reply_status::stopping:
+  case reply_status::busy:
+  case reply_status::rejected:
+  case reply_status::unreachable:
     message = std::string{"the read could not be confirmed ("} + to_string(result.status) +
               "); retry later";
     break;
   }
-  // With `rejected`, leader_id holds a reason, not a node.
-  auto leader =
-      result.status == propose_status::rejected || result.status == propose_status::unreachable
-          ? std::string{}
-          : result.leader_id;
   auto response = json_response(503, json::object{{"error", message},
                                                   {"reason", to_string(result.status)},
-                                                  {"leader", leader_json(leader)}});
+                                                  {"leader", leader_json(result.leader_id)}});
   response.headers.emplace_back("Retry-After", "1");
   return response;
 }

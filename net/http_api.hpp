@@ -178,24 +178,24 @@ std::optional<access_denied> check_access(std::string_view target,
 api_response error_response(const api_error& error);
 api_response error_response(unsigned status, std::string_view message);
 
-/// A proposal's outcome, for every `propose_status` (bodies also carry "reason": the status):
+/// A proposal's outcome, for every `reply_status` (bodies also carry "reason": the status):
 ///   ok                       -> 200 {"key", "action", "index"}
 ///   not_leader, no_leader    -> 503, Retry-After: 1, {"error", "leader"} (leader null if unknown)
 ///   busy                     -> 503, Retry-After: 1 (nothing changed)
 ///   rejected                 -> 409 (nothing changed; the reason is in the message)
 ///   leadership_lost, timeout, stopping -> 500 {"error"}: the write may or may not be applied
-api_response write_response(const write_request& request, const propose_result& result);
+api_response write_response(const write_request& request, const client_reply& result);
 
 /// For when joins are wired to Raft's (join_atom, id, addr): the same mapping as writes, with
 /// 200 {"nodeid", "nodeaddr", "index"} on success.
-api_response join_result_response(const join_request& request, const propose_result& result);
+api_response join_result_response(const join_request& request, const client_reply& result);
 
 /// The proposal got no answer at all (actor timeout or gone): the outcome is unknown -> 500.
 api_response write_failed_response(const write_request& request, std::string_view reason);
 
 /// A read barrier that did not succeed. Reads have no side effect, so every failure is a 503 with
 /// Retry-After (safe to retry), naming the leader when it is known.
-api_response read_barrier_response(const propose_result& result);
+api_response read_barrier_response(const client_reply& result);
 
 /// The read could not be served (actor timeout or gone) -> 503.
 api_response read_failed_response(std::string_view reason);

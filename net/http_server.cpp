@@ -318,8 +318,8 @@ class connection final : public closable, public std::enable_shared_from_this<co
     }
     const auto& opts = core_->options;
     http_session_config config;
-    config.raft = std::move(raft_);
-    config.kv = std::move(kv_);
+    config.raft = caf::actor_cast<raft_node_actor>(std::move(raft_));
+    config.kv = caf::actor_cast<kv_actor>(std::move(kv_));
     config.client_id = client_id_;
     config.write_timeout = opts.write_request_timeout;
     config.read_timeout = opts.read_request_timeout;

@@ -1,12 +1,16 @@
 // The KV state machine actor: applies committed entries and serves local reads.
 //
-// Protocol:
-//   apply_batch                 -> (applied_atom, last_applied)   entries must continue the applied
-//                                                                 prefix; applied exactly once
-//   (kv_get_atom, key)          -> (bool found, std::string value) from the local copy: only as
-//                                                                 fresh as what was applied here
+// Protocol (`kv_actor` in protocols.hpp):
+//   apply_batch             -> applied_batch   entries must continue the applied prefix; applied
+//                                              exactly once; one result per command entry
+//   kv_reset_atom                              forget everything (a node joining another cluster)
+//   (kv_get_atom, key)      -> (bool found, std::string value) from the local copy: only as
+//                                              fresh as what was applied here
 // The Raft node is its only writer; reads that must be linearizable first pass the Raft read
 // barrier (read_atom) and only then ask this actor.
+//
+// Result payload of a command entry: "applied", "duplicate" (same client id and sequence as a
+// command applied before) or "malformed" (undecodable, skipped on every replica alike).
 #pragma once
 
 #include <functional>
@@ -14,20 +18,15 @@
 #include <caf/all.hpp>
 
 #include "actors/kv/state_machine.hpp"
+#include "actors/protocols.hpp"
 
 namespace infinity {
 
 /// Called after each applied entry (tests use it to check that replicas agree).
 using apply_observer = std::function<void(const log_entry&, kv_state_machine::apply_effect)>;
 
-struct kv_actor_state {
-  kv_state_machine machine;
-  apply_observer observer;
-  static inline const char* name = "kv_state_machine";
-};
+const char* to_string(kv_state_machine::apply_effect effect);
 
-using kv_actor_type = caf::stateful_actor<kv_actor_state>;
-
-caf::actor spawn_kv_actor(caf::actor_system& system, apply_observer observer = nullptr);
+kv_actor spawn_kv_actor(caf::actor_system& system, apply_observer observer = nullptr);
 
 } // namespace infinity

@@ -13,22 +13,28 @@ namespace {
 
 } // namespace
 
-raft_log::raft_log(std::vector<log_entry> entries) {
+raft_log::raft_log(std::vector<log_entry> entries, uint64_t first_index, uint64_t prev_term)
+    : first_index_(first_index), prev_term_(prev_term), lowest_changed_index_(first_index) {
+  if (first_index == 0)
+    fail("first index 0");
+  if (first_index == 1 && prev_term != 0)
+    fail("a log starting at index 1 has no previous term");
   entries_.reserve(entries.size());
   for (auto& entry : entries)
     append(std::move(entry));
 }
 
 uint64_t raft_log::term_at(uint64_t index) const {
-  if (index == 0)
-    return 0;
+  if (index + 1 == first_index_)
+    return prev_term_;
   return at(index).term;
 }
 
 const log_entry& raft_log::at(uint64_t index) const {
-  if (index == 0 || index > last_index())
-    fail("index " + std::to_string(index) + " outside [1, " + std::to_string(last_index()) + "]");
-  return entries_[index - 1];
+  if (index < first_index_ || index > last_index())
+    fail("index " + std::to_string(index) + " outside [" + std::to_string(first_index_) + ", " +
+         std::to_string(last_index()) + "]");
+  return entries_[index - first_index_];
 }
 
 void raft_log::append(log_entry entry) {
@@ -45,21 +51,23 @@ void raft_log::append(log_entry entry) {
 }
 
 void raft_log::truncate_from(uint64_t index) {
-  if (index == 0)
-    fail("truncate_from(0)");
+  if (index < first_index_)
+    fail("truncate_from(" + std::to_string(index) + ") below the first index " +
+         std::to_string(first_index_));
   if (index > last_index())
     return;
   lowest_changed_index_ = std::min(lowest_changed_index_, index);
-  entries_.resize(index - 1);
+  entries_.resize(index - first_index_);
 }
 
 std::vector<log_entry> raft_log::slice(uint64_t from, size_t max_entries, size_t max_bytes) const {
   std::vector<log_entry> out;
-  if (from == 0)
-    fail("slice from 0");
+  if (from < first_index_)
+    fail("slice from " + std::to_string(from) + " below the first index " +
+         std::to_string(first_index_));
   size_t bytes = 0;
   for (auto index = from; index <= last_index() && out.size() < max_entries; ++index) {
-    const auto& entry = entries_[index - 1];
+    const auto& entry = entries_[index - first_index_];
     if (!out.empty() && bytes + entry.data.size() > max_bytes)
       break;
     bytes += entry.data.size();
@@ -70,7 +78,7 @@ std::vector<log_entry> raft_log::slice(uint64_t from, size_t max_entries, size_t
 
 uint64_t raft_log::first_index_of_term_run(uint64_t index) const {
   auto term = term_at(index);
-  while (index > 1 && entries_[index - 2].term == term)
+  while (index > first_index_ && entries_[index - 1 - first_index_].term == term)
     --index;
   return index;
 }
@@ -80,7 +88,7 @@ uint64_t raft_log::last_index_of_term(uint64_t term) const {
   auto it = std::upper_bound(entries_.begin(), entries_.end(), term,
                              [](uint64_t t, const log_entry& e) { return t < e.term; });
   if (it == entries_.begin())
-    return 0;
+    return prev_term_ == term && first_index_ > 1 ? first_index_ - 1 : 0;
   --it;
   return it->term == term ? it->index : 0;
 }

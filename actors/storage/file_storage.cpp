@@ -876,8 +876,9 @@ void file_storage::validate(const persist_request& request) const {
         std::numeric_limits<uint32_t>::max() - hard_state_fixed_bytes)
       throw std::logic_error("file_storage: voted_for is too long");
   }
+  // A node that discards its whole log (it joins another cluster) may change its cluster.
   if (!request.cluster_id.empty() && identity_ && !identity_->cluster_id.empty() &&
-      identity_->cluster_id != request.cluster_id)
+      identity_->cluster_id != request.cluster_id && request.truncate_from != 1)
     throw std::logic_error("file_storage: data directory '" + directory_ +
                            "' belongs to cluster '" + identity_->cluster_id + "', not '" +
                            request.cluster_id + "'");
@@ -912,11 +913,16 @@ void file_storage::write(const persist_request& request) {
   require_usable("write");
   validate(request);
   try {
-    if (!request.cluster_id.empty() && (!identity_ || identity_->cluster_id.empty())) {
+    const bool new_cluster =
+        !request.cluster_id.empty() && (!identity_ || identity_->cluster_id != request.cluster_id);
+    const bool first_cluster = new_cluster && (!identity_ || identity_->cluster_id.empty());
+    auto record_cluster = [&] {
       node_identity id = identity_.value_or(node_identity{});
       id.cluster_id = request.cluster_id;
       write_identity_file(id); // durable before the request is acknowledged
-    }
+    };
+    if (first_cluster)
+      record_cluster();
     if (request.has_hard_state)
       pending_hard_state_ = request.state;
     if (request.truncate_from != 0 && request.truncate_from <= last_index()) {
@@ -930,6 +936,10 @@ void file_storage::write(const persist_request& request) {
       requested_commit_index_ = std::min(requested_commit_index_, request.truncate_from - 1);
       truncate_log_from(request.truncate_from);
     }
+    // Changing clusters comes with discarding the whole log (validated above); the identity
+    // changes only after the log is gone, so no crash leaves the old log under the new cluster.
+    if (new_cluster && !first_cluster)
+      record_cluster();
     for (const log_entry& entry : request.entries)
       append_entry(entry);
     requested_commit_index_ = std::max(requested_commit_index_, request.commit_index);

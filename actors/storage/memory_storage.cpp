@@ -31,7 +31,7 @@ void memory_storage::write(const persist_request& request) {
     for (const auto& earlier : unsynced_)
       if (!earlier.cluster_id.empty())
         known = earlier.cluster_id;
-    if (!known.empty() && known != request.cluster_id)
+    if (!known.empty() && known != request.cluster_id && request.truncate_from != 1)
       throw std::logic_error("storage: cluster id would change from '" + known + "' to '" +
                              request.cluster_id + "'");
   }

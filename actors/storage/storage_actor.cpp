@@ -18,7 +18,7 @@ struct storage_state {
   std::shared_ptr<storage_backend> backend;
   sync_delay_fn sync_delay;
   /// Simulation only: requests written but not yet synced, waiting for the sync timer.
-  std::vector<std::pair<uint64_t, caf::response_promise>> waiting;
+  std::vector<std::pair<uint64_t, caf::typed_response_promise<persisted_atom, uint64_t>>> waiting;
   bool sync_scheduled = false;
   /// Requests so far, so an idle timer can tell whether one arrived since it was armed.
   uint64_t requests = 0;
@@ -28,11 +28,11 @@ struct storage_state {
   static inline const char* name = "storage";
 };
 
-using storage_actor = caf::stateful_actor<storage_state>;
+using storage_pointer = storage_actor::stateful_pointer<storage_state>;
 
 /// Arms what the backend's deferred work needs; a backend without any (memory_storage) costs no
 /// timer at all, so the simulator's event sequence does not change.
-void schedule_maintenance(storage_actor* self) {
+void schedule_maintenance(storage_pointer self) {
   auto& st = self->state;
   const maintenance_need need = st.backend->maintenance_needed();
   if (need == maintenance_need::none)
@@ -50,13 +50,14 @@ void schedule_maintenance(storage_actor* self) {
   }
 }
 
-void maintain_now(storage_actor* self) {
+void maintain_now(storage_pointer self) {
   self->state.backend->maintain(false);
   schedule_maintenance(self);
 }
 
-caf::behavior storage_impl(storage_actor* self, std::shared_ptr<storage_backend> backend,
-                           sync_delay_fn sync_delay) {
+storage_actor::behavior_type storage_impl(storage_pointer self,
+                                          std::shared_ptr<storage_backend> backend,
+                                          sync_delay_fn sync_delay) {
   self->state.backend = std::move(backend);
   self->state.sync_delay = std::move(sync_delay);
   return {
@@ -69,7 +70,7 @@ caf::behavior storage_impl(storage_actor* self, std::shared_ptr<storage_backend>
           schedule_maintenance(self);
           return {persisted_atom::value, request.seq};
         }
-        auto promise = self->make_response_promise();
+        auto promise = self->make_response_promise<persisted_atom, uint64_t>();
         st.waiting.emplace_back(request.seq, promise);
         if (!st.sync_scheduled) {
           st.sync_scheduled = true;
@@ -107,8 +108,9 @@ caf::behavior storage_impl(storage_actor* self, std::shared_ptr<storage_backend>
 
 } // namespace
 
-caf::actor spawn_storage_actor(caf::actor_system& system, std::shared_ptr<storage_backend> backend,
-                               sync_delay_fn sync_delay, bool detached) {
+storage_actor spawn_storage_actor(caf::actor_system& system,
+                                  std::shared_ptr<storage_backend> backend,
+                                  sync_delay_fn sync_delay, bool detached) {
   if (detached)
     return system.spawn<caf::detached>(storage_impl, std::move(backend), std::move(sync_delay));
   return system.spawn(storage_impl, std::move(backend), std::move(sync_delay));

@@ -13,6 +13,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/protocols.hpp"
 #include "actors/storage/storage_backend.hpp"
 
 namespace infinity {
@@ -20,7 +21,8 @@ namespace infinity {
 /// Returns the delay before a write becomes durable; null means "sync at once, inline".
 using sync_delay_fn = std::function<caf::timespan(const persist_request&)>;
 
-caf::actor spawn_storage_actor(caf::actor_system& system, std::shared_ptr<storage_backend> backend,
-                               sync_delay_fn sync_delay, bool detached);
+storage_actor spawn_storage_actor(caf::actor_system& system,
+                                  std::shared_ptr<storage_backend> backend,
+                                  sync_delay_fn sync_delay, bool detached);
 
 } // namespace infinity

@@ -11,7 +11,9 @@
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include "actors/http_session.hpp"
+#include "actors/kv/command_codec.hpp"
 #include "actors/messages.hpp"
+#include "actors/protocols.hpp"
 
 using namespace infinity;
 using namespace std::chrono_literals;
@@ -36,38 +38,70 @@ struct raft_log_book {
   }();
 };
 
+/// The stub implements the Raft node's whole interface, plus `release_atom` for the test.
+using stub_raft_actor =
+    raft_node_actor::extend<caf::reacts_to<release_atom, uint64_t, client_reply>>;
+
 struct stub_raft_state {
   std::shared_ptr<raft_log_book> book;
   /// Unanswered propose/read requests, in arrival order; answered by `release_atom`.
-  std::vector<caf::response_promise> held;
+  std::vector<caf::typed_response_promise<client_reply>> held;
   static inline const char* name = "stub_raft";
 };
 
-caf::behavior stub_raft(caf::stateful_actor<stub_raft_state>* self,
-                        std::shared_ptr<raft_log_book> book) {
+stub_raft_actor::behavior_type stub_raft(stub_raft_actor::stateful_pointer<stub_raft_state> self,
+                                         std::shared_ptr<raft_log_book> book) {
   self->state.book = std::move(book);
   return {
-      [=](propose_atom, const kv_command& command) -> caf::result<propose_result> {
+      [=](request_vote&) {},
+      [=](vote_reply&) {},
+      [=](append_entries&) {},
+      [=](append_reply&) {},
+      [=](forward_request&) {},
+      [=](forward_reply&) {},
+      [=](join_probe&) {},
+      [=](join_probe_reply&) {},
+      [=](propose_atom, const std::string& encoded) -> caf::result<client_reply> {
+        kv_command command;
+        BOOST_REQUIRE(decode_command(encoded, command));
         self->state.book->proposals.push_back(command);
-        auto promise = self->make_response_promise();
+        auto promise = self->make_response_promise<client_reply>();
         self->state.held.push_back(promise);
-        return caf::delegated<propose_result>{};
+        return promise;
       },
-      [=](read_atom) -> caf::result<propose_result> {
+      [=](read_atom) -> caf::result<client_reply> {
         ++self->state.book->reads;
-        self->state.held.push_back(self->make_response_promise());
-        return caf::delegated<propose_result>{};
+        auto promise = self->make_response_promise<client_reply>();
+        self->state.held.push_back(promise);
+        return promise;
+      },
+      [=](join_atom, const std::string&, const std::string&) -> caf::result<client_reply> {
+        client_reply busy;
+        busy.status = reply_status::busy;
+        return busy;
       },
       [=](status_atom) { return self->state.book->status; },
-      [=](release_atom, uint64_t which, const propose_result& result) {
+      [=](tick_atom) {},
+      [=](flush_atom) {},
+      [=](peer_up_atom, const std::string&, const caf::actor&) {},
+      [=](peer_down_atom, const std::string&) {},
+      [=](observer_atom, const caf::actor&) {},
+      [=](release_atom, uint64_t which, const client_reply& result) {
         self->state.held.at(which).deliver(result);
       },
   };
 }
 
-caf::behavior stub_kv(caf::event_based_actor*, std::map<std::string, std::string> data) {
+kv_actor::behavior_type stub_kv(kv_actor::pointer, std::map<std::string, std::string> data) {
   return {
-      [=](kv_get_atom, const std::string& key) -> std::tuple<bool, std::string> {
+      [=](const apply_batch& batch) {
+        applied_batch out;
+        if (!batch.entries.empty())
+          out.last_applied = batch.entries.back().index;
+        return out;
+      },
+      [=](kv_reset_atom) {},
+      [=](kv_get_atom, const std::string& key) -> caf::result<bool, std::string> {
         auto it = data.find(key);
         if (it == data.end())
           return {false, std::string{}};
@@ -84,8 +118,17 @@ struct test_config : caf::actor_system_config {
   }
 };
 
-propose_result ok_at(uint64_t index) {
-  return {propose_status::ok, index, 1, "n1"};
+client_reply reply_of(reply_status status, uint64_t index, uint64_t term, std::string leader) {
+  client_reply reply;
+  reply.status = status;
+  reply.index = index;
+  reply.term = term;
+  reply.leader_id = std::move(leader);
+  return reply;
+}
+
+client_reply ok_at(uint64_t index) {
+  return reply_of(reply_status::ok, index, 1, "n1");
 }
 
 struct fixture {
@@ -96,14 +139,15 @@ struct fixture {
   std::shared_ptr<raft_log_book> book = std::make_shared<raft_log_book>();
   std::shared_ptr<std::vector<http::api_response>> responses =
       std::make_shared<std::vector<http::api_response>>();
-  caf::actor raft = sys.spawn(stub_raft, book);
-  caf::actor kv = sys.spawn(stub_kv, std::map<std::string, std::string>{{"a", "A"}, {"b", "B"}});
+  caf::actor raft = caf::actor_cast<caf::actor>(sys.spawn(stub_raft, book));
+  caf::actor kv = caf::actor_cast<caf::actor>(
+      sys.spawn(stub_kv, std::map<std::string, std::string>{{"a", "A"}, {"b", "B"}}));
   caf::actor session;
 
   explicit fixture(std::function<void(http_session_config&)> tweak = nullptr) {
     http_session_config config;
-    config.raft = raft;
-    config.kv = kv;
+    config.raft = caf::actor_cast<raft_node_actor>(raft);
+    config.kv = caf::actor_cast<kv_actor>(kv);
     config.client_id = 0xC0FFEE;
     if (tweak)
       tweak(config);
@@ -129,7 +173,7 @@ struct fixture {
     submit("POST", "/set", R"({"key":")" + key + R"(","value":")" + value + R"(","action":"set"})");
   }
 
-  void release(uint64_t which, propose_result result) {
+  void release(uint64_t which, client_reply result) {
     caf::anon_send(raft, release_atom::value, which, result);
     sched.run();
   }
@@ -236,11 +280,11 @@ BOOST_AUTO_TEST_CASE(write_status_mapping) {
   f.set("k", "v");
   f.set("k", "v");
   f.set("k", "v");
-  f.release(0, propose_result{propose_status::not_leader, 0, 3, "n2"});
-  f.release(1, propose_result{propose_status::no_leader, 0, 3, ""});
-  f.release(2, propose_result{propose_status::leadership_lost, 9, 3, ""});
-  f.release(3, propose_result{propose_status::timeout, 9, 3, "n1"});
-  f.release(4, propose_result{propose_status::stopping, 0, 3, "n1"});
+  f.release(0, reply_of(reply_status::not_leader, 0, 3, "n2"));
+  f.release(1, reply_of(reply_status::no_leader, 0, 3, ""));
+  f.release(2, reply_of(reply_status::leadership_lost, 9, 3, ""));
+  f.release(3, reply_of(reply_status::timeout, 9, 3, "n1"));
+  f.release(4, reply_of(reply_status::stopping, 0, 3, "n1"));
   BOOST_REQUIRE(f.responses->size() == 5u);
   BOOST_TEST(f.responses->at(0).status == 503u);
   BOOST_TEST(*f.responses->at(0).header("Retry-After") == "1");
@@ -262,7 +306,7 @@ BOOST_AUTO_TEST_CASE(linearizable_reads_pass_the_read_barrier) {
   BOOST_TEST(f.responses->empty()); // no local read before the barrier
   f.release(0, ok_at(3));
   f.release(1, ok_at(3));
-  f.release(2, propose_result{propose_status::not_leader, 0, 2, "n3"});
+  f.release(2, reply_of(reply_status::not_leader, 0, 2, "n3"));
   BOOST_REQUIRE(f.responses->size() == 3u);
   BOOST_TEST(f.responses->at(0).status == 200u);
   BOOST_TEST(f.body(0)["value"].as_string() == "A");
@@ -321,8 +365,9 @@ BOOST_AUTO_TEST_CASE(status_times_out) {
       },
       std::make_shared<std::vector<caf::response_promise>>());
   http_session_config config;
-  config.raft = silent;
-  config.kv = f.kv;
+  // Only the status request matters here: a partial stand-in is enough (and cast like a remote).
+  config.raft = caf::actor_cast<raft_node_actor>(silent);
+  config.kv = caf::actor_cast<kv_actor>(f.kv);
   config.status_timeout = 1s;
   auto sink = f.responses;
   auto session = spawn_http_session(
@@ -387,9 +432,9 @@ BOOST_AUTO_TEST_CASE(redirect_to_leader_when_asked_and_known) {
   f.book->status.leader_id = "n9";
   f.submit("POST", "/set?redirect=1", R"({"key":"k","value":"v","action":"set"})");
   BOOST_REQUIRE(f.book->reads == 2u);
-  f.release(1, propose_result{propose_status::no_leader, 0, 4, ""});
+  f.release(1, reply_of(reply_status::no_leader, 0, 4, ""));
   BOOST_REQUIRE(f.book->proposals.size() == 1u); // the write waited for the read before it
-  f.release(2, propose_result{propose_status::not_leader, 0, 4, "n9"});
+  f.release(2, reply_of(reply_status::not_leader, 0, 4, "n9"));
   BOOST_REQUIRE(f.responses->size() == 5u);
   BOOST_TEST(f.responses->at(3).status == 503u);
   BOOST_TEST(f.responses->at(4).status == 503u);

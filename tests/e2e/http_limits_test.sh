@@ -317,12 +317,12 @@ check "no token: 401 with WWW-Authenticate: Bearer and JSON" \
   "$STATUS $BODY $HEADERS"
 curl_status "$TLS/get?key=t" "${CA[@]}" -H "Authorization: Bearer ${CLIENT}x"
 check "wrong token: 401" "$([ "$STATUS" = 401 ] && [[ "$BODY" != *secure* ]] && echo 0 || echo 1)" "$STATUS $BODY"
-curl_status "$TLS/join?nodeid=n2&nodeaddr=127.0.0.1:1" -X POST "${CA[@]}" "${AS_CLIENT[@]}"
+curl_status "$TLS/join?nodeid=n2&nodeaddr=127.0.0.1:2" -X POST "${CA[@]}" "${AS_CLIENT[@]}"
 check "client token on POST /join: 403 with JSON" \
   "$([ "$STATUS" = 403 ] && [[ "$BODY" == '{"error"'* ]] && echo 0 || echo 1)" "$STATUS $BODY"
-curl_status "$TLS/join?nodeid=n2&nodeaddr=127.0.0.1:1" -X POST "${CA[@]}"
+curl_status "$TLS/join?nodeid=n2&nodeaddr=127.0.0.1:2" -X POST "${CA[@]}"
 check "no token on POST /join: 401" "$([ "$STATUS" = 401 ] && echo 0 || echo 1)" "$STATUS $BODY"
-curl_status "$TLS/join?nodeid=n2&nodeaddr=127.0.0.1:1" -X POST "${CA[@]}" "${AS_ADMIN[@]}"
+curl_status "$TLS/join?nodeid=n2&nodeaddr=127.0.0.1:2" -X POST "${CA[@]}" "${AS_ADMIN[@]}"
 check "admin token on POST /join reaches the join (503: nobody runs n2)" \
   "$([ "$STATUS" = 503 ] && [[ "$BODY" == *'nothing was changed'* ]] && echo 0 || echo 1)" "$STATUS $BODY"
 curl_status "$TLS/get?key=t" "${CA[@]}" "${AS_ADMIN[@]}"

@@ -159,7 +159,7 @@ expect "value over limit" 413 '"error"'
 req GET "/get?key=big"
 expect "oversized writes left nothing" 404
 
-req POST "/join?nodeid=n2&nodeaddr=127.0.0.1:1"
+req POST "/join?nodeid=n2&nodeaddr=127.0.0.1:2"
 expect "join of a node nobody runs" 503 'nothing was changed'
 req POST "/join?nodeid=n2&nodeaddr=nowhere"
 expect "join bad address" 400 '"error"'

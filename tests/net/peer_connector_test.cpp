@@ -151,7 +151,12 @@ caf::behavior raft_stub(caf::stateful_actor<stub_state>* self, std::string id,
       },
       [id, rec, send_to](const request_vote& x) {
         rec->add("request_vote", x.from, {}, x.term);
-        send_to(x.from, vote_reply{id, x.term, true, x.pre_vote});
+        vote_reply reply;
+        reply.from = id;
+        reply.term = x.term;
+        reply.granted = true;
+        reply.pre_vote = x.pre_vote;
+        send_to(x.from, reply);
       },
       [rec](const vote_reply& x) { rec->add("vote_reply", x.from, {}, x.term); },
       [id, rec, send_to](const append_entries& x) {

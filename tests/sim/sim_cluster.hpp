@@ -26,6 +26,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include "actors/kv/state_machine.hpp"
+#include "actors/protocols.hpp"
 #include "actors/raft/node_actor.hpp"
 #include "actors/storage/memory_storage.hpp"
 #include "tests/support/linearizability.hpp"
@@ -65,7 +66,7 @@ struct proposal_record {
   uint64_t sequence = 0;
   std::string key;
   std::string value;
-  propose_status status = propose_status::timeout;
+  reply_status status = reply_status::timeout;
   uint64_t index = 0;
   bool completed = false;
 };
@@ -159,7 +160,7 @@ class cluster {
   void end_operation(size_t position, lin::outcome outcome, uint64_t complete);
   lin::operation& operation_at(size_t position) { return history_[position]; }
   caf::actor kv_handle(size_t node) const {
-    return nodes_[node].alive ? nodes_[node].kv : caf::actor{};
+    return nodes_[node].alive ? caf::actor_cast<caf::actor>(nodes_[node].kv) : caf::actor{};
   }
   uint64_t now_ns() const { return static_cast<uint64_t>(now().count()); }
   const std::vector<proposal_record>& proposals() const { return proposals_; }
@@ -171,7 +172,7 @@ class cluster {
 
   size_t size() const { return nodes_.size(); }
   const std::string& id(size_t node) const { return nodes_[node].id; }
-  raft_node& node(size_t index);
+  raft_core& node(size_t index);
   /// The live leader with the highest term, if any.
   std::optional<size_t> leader();
   const std::vector<applied_record>& applied(size_t node) const { return nodes_[node].applied; }
@@ -205,9 +206,13 @@ class cluster {
     std::shared_ptr<memory_storage> disk;
     /// Bumped at every crash; fences off the storage actors of earlier lives.
     uint64_t disk_epoch = 0;
-    caf::actor raft;
-    caf::actor kv;
-    caf::actor storage;
+    raft_node_actor raft;
+    kv_actor kv;
+    storage_actor storage;
+    std::vector<caf::actor> actors() const {
+      return {caf::actor_cast<caf::actor>(raft), caf::actor_cast<caf::actor>(kv),
+              caf::actor_cast<caf::actor>(storage)};
+    }
     bool alive = false;
     /// Simulated time until which no sync of this node's disk completes.
     caf::timespan disk_stalled_until{0};

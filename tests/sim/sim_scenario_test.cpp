@@ -252,7 +252,7 @@ BOOST_AUTO_TEST_CASE(stale_leader_rejoins_after_partition) {
   BOOST_TEST(c.node(old_leader).leader_id() == c.id(new_leader));
   const auto& record = c.proposals()[stale];
   BOOST_TEST(record.completed);
-  BOOST_TEST((record.status != propose_status::ok));
+  BOOST_TEST((record.status != reply_status::ok));
   heal_and_converge(c);
 }
 
@@ -330,7 +330,7 @@ BOOST_AUTO_TEST_CASE(leader_without_quorum_steps_down_and_fails_proposals) {
   c.run_for(1s);
   BOOST_TEST((c.node(leader).role() != raft_role::leader));
   BOOST_TEST(c.proposals()[pending].completed);
-  BOOST_TEST((c.proposals()[pending].status == propose_status::leadership_lost));
+  BOOST_TEST((c.proposals()[pending].status == reply_status::leadership_lost));
   heal_and_converge(c);
 }
 
@@ -362,7 +362,7 @@ BOOST_AUTO_TEST_CASE(join_adds_an_empty_node_and_refuses_one_with_data) {
   auto joined = c.join((leader + 1) % 3, 3); // through a follower: forwarded to the leader
   c.run_for(2s);
   BOOST_REQUIRE(c.joins()[joined].completed);
-  BOOST_TEST((c.joins()[joined].status == propose_status::ok), c.joins()[joined].value);
+  BOOST_TEST((c.joins()[joined].status == reply_status::ok), c.joins()[joined].value);
   BOOST_TEST(c.node(leader).members().size() == 4u);
   BOOST_TEST(c.node(3).members().size() == 4u);
   BOOST_TEST(c.node(3).applied_index() == c.node(leader).commit_index());
@@ -370,7 +370,7 @@ BOOST_AUTO_TEST_CASE(join_adds_an_empty_node_and_refuses_one_with_data) {
   auto refused = c.join(leader, 4);
   c.run_for(2s);
   BOOST_REQUIRE(c.joins()[refused].completed);
-  BOOST_TEST((c.joins()[refused].status == propose_status::rejected), c.joins()[refused].value);
+  BOOST_TEST((c.joins()[refused].status == reply_status::rejected), c.joins()[refused].value);
   BOOST_TEST(c.node(4).members().size() == 1u);
   BOOST_TEST(c.node(leader).members().size() == 4u);
 
@@ -379,7 +379,7 @@ BOOST_AUTO_TEST_CASE(join_adds_an_empty_node_and_refuses_one_with_data) {
   c.crash(other);
   auto write = c.propose(leader, "after-join", "ok");
   c.run_for(1s);
-  BOOST_TEST((c.proposals()[write].status == propose_status::ok));
+  BOOST_TEST((c.proposals()[write].status == reply_status::ok));
   c.restart(other);
   c.run_for(1s);
 }

@@ -10,6 +10,19 @@ using namespace infinity::http;
 
 namespace {
 
+client_reply make_reply(reply_status status, uint64_t index, uint64_t term, std::string leader) {
+  client_reply reply;
+  reply.status = status;
+  reply.index = index;
+  reply.term = term;
+  reply.leader_id = std::move(leader);
+  return reply;
+}
+
+} // namespace
+
+namespace {
+
 api_request expect_request(const parsed_request& parsed) {
   if (auto* error = std::get_if<api_error>(&parsed))
     BOOST_FAIL("expected a request, got " << error->status << " " << error->message);
@@ -229,24 +242,24 @@ BOOST_AUTO_TEST_CASE(join_is_validated) {
     expect_error(parse_request("POST", std::string{"/join?nodeid=n&nodeaddr="} + addr, ""), 400);
 
   const auto& request = std::get<join_request>(join.body);
-  propose_result added;
+  client_reply added;
   added.index = 12;
   auto response = join_result_response(request, added);
   BOOST_TEST(response.status == 200u);
   BOOST_TEST(body_of(response)["nodeid"].as_string() == "node4");
   BOOST_TEST(body_of(response)["index"].to_number<uint64_t>() == 12u);
-  propose_result refused;
-  refused.status = propose_status::rejected;
-  refused.leader_id = "node node4 holds 3 writes of its own";
+  client_reply refused;
+  refused.status = reply_status::rejected;
+  refused.reason = "node node4 holds 3 writes of its own";
   response = join_result_response(request, refused);
   BOOST_TEST(response.status == 409u);
   BOOST_TEST(body_of(response)["error"].as_string().find("holds 3 writes") != std::string::npos);
-  propose_result busy;
-  busy.status = propose_status::busy;
+  client_reply busy;
+  busy.status = reply_status::busy;
   BOOST_TEST(join_result_response(request, busy).status == 503u);
-  propose_result unreachable;
-  unreachable.status = propose_status::unreachable;
-  unreachable.leader_id = "node node4 did not answer";
+  client_reply unreachable;
+  unreachable.status = reply_status::unreachable;
+  unreachable.reason = "node node4 did not answer";
   response = join_result_response(request, unreachable);
   BOOST_TEST(response.status == 503u);
   BOOST_TEST(body_of(response)["error"].as_string().find("nothing was changed") !=
@@ -311,7 +324,7 @@ BOOST_AUTO_TEST_CASE(write_status_mapping) {
   set.command.key = "k";
   set.command.op = kv_op::set;
 
-  auto ok = write_response(set, propose_result{propose_status::ok, 42, 2, "n1"});
+  auto ok = write_response(set, make_reply(reply_status::ok, 42, 2, "n1"));
   BOOST_TEST(ok.status == 200u);
   auto body = body_of(ok);
   BOOST_TEST(body["key"].as_string() == "k");
@@ -320,32 +333,34 @@ BOOST_AUTO_TEST_CASE(write_status_mapping) {
 
   write_request del = set;
   del.command.op = kv_op::del;
-  BOOST_TEST(body_of(write_response(del, propose_result{}))["action"].as_string() == "delete");
+  BOOST_TEST(body_of(write_response(del, client_reply{}))["action"].as_string() == "delete");
 
-  auto not_leader = write_response(set, propose_result{propose_status::not_leader, 0, 2, "node2"});
+  auto not_leader = write_response(set, make_reply(reply_status::not_leader, 0, 2, "node2"));
   BOOST_TEST(not_leader.status == 503u);
   BOOST_TEST(*not_leader.header("Retry-After") == "1");
   auto nl = body_of(not_leader);
   BOOST_TEST(nl["leader"].as_string() == "node2");
   BOOST_TEST(nl["error"].as_string().find("node2") != std::string::npos);
 
-  auto no_leader = write_response(set, propose_result{propose_status::no_leader, 0, 2, ""});
+  auto no_leader = write_response(set, make_reply(reply_status::no_leader, 0, 2, ""));
   BOOST_TEST(no_leader.status == 503u);
   BOOST_TEST(*no_leader.header("Retry-After") == "1");
   BOOST_TEST(body_of(no_leader)["leader"].is_null());
 
   for (auto status :
-       {propose_status::leadership_lost, propose_status::timeout, propose_status::stopping}) {
-    auto response = write_response(set, propose_result{status, 7, 2, "n1"});
+       {reply_status::leadership_lost, reply_status::timeout, reply_status::stopping}) {
+    auto response = write_response(set, make_reply(status, 7, 2, "n1"));
     BOOST_TEST(response.status == 500u);
     BOOST_TEST(!response.header("Retry-After"));
     BOOST_TEST(body_of(response)["error"].as_string().find("may or may not") != std::string::npos);
   }
-  auto busy = write_response(set, propose_result{propose_status::busy, 0, 2, "n1"});
+  auto busy = write_response(set, make_reply(reply_status::busy, 0, 2, "n1"));
   BOOST_TEST(busy.status == 503u);
   BOOST_TEST(*busy.header("Retry-After") == "1");
   BOOST_TEST(body_of(busy)["reason"].as_string() == "busy");
-  auto rejected = write_response(set, propose_result{propose_status::rejected, 0, 2, "no room"});
+  auto no_room = make_reply(reply_status::rejected, 0, 2, "n1");
+  no_room.reason = "no room";
+  auto rejected = write_response(set, no_room);
   BOOST_TEST(rejected.status == 409u);
   BOOST_TEST(body_of(rejected)["error"].as_string().find("no room") != std::string::npos);
 
@@ -356,30 +371,31 @@ BOOST_AUTO_TEST_CASE(write_status_mapping) {
 
 BOOST_AUTO_TEST_CASE(join_result_mapping) {
   join_request join{"n4", "127.0.0.1:8030"};
-  auto ok = join_result_response(join, propose_result{propose_status::ok, 9, 2, "n1"});
+  auto ok = join_result_response(join, make_reply(reply_status::ok, 9, 2, "n1"));
   BOOST_TEST(ok.status == 200u);
   BOOST_TEST(body_of(ok)["nodeid"].as_string() == "n4");
   BOOST_TEST(body_of(ok)["index"].to_number<uint64_t>() == 9u);
-  BOOST_TEST(join_result_response(join, {propose_status::not_leader, 0, 2, "n2"}).status == 503u);
-  BOOST_TEST(join_result_response(join, {propose_status::busy, 0, 2, ""}).status == 503u);
-  BOOST_TEST(join_result_response(join, {propose_status::rejected, 0, 2, "has data"}).status ==
-             409u);
-  auto lost = join_result_response(join, {propose_status::leadership_lost, 0, 2, ""});
+  BOOST_TEST(join_result_response(join, make_reply(reply_status::not_leader, 0, 2, "n2")).status ==
+             503u);
+  BOOST_TEST(join_result_response(join, make_reply(reply_status::busy, 0, 2, "")).status == 503u);
+  BOOST_TEST(
+      join_result_response(join, make_reply(reply_status::rejected, 0, 2, "has data")).status ==
+      409u);
+  auto lost = join_result_response(join, make_reply(reply_status::leadership_lost, 0, 2, ""));
   BOOST_TEST(lost.status == 500u);
   BOOST_TEST(body_of(lost)["error"].as_string().find("join may or may not") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(read_status_mapping) {
-  for (auto status : {propose_status::not_leader, propose_status::no_leader,
-                      propose_status::leadership_lost, propose_status::timeout,
-                      propose_status::stopping, propose_status::busy, propose_status::rejected}) {
-    auto response = read_barrier_response(propose_result{status, 0, 1, ""});
+  for (auto status : {reply_status::not_leader, reply_status::no_leader,
+                      reply_status::leadership_lost, reply_status::timeout, reply_status::stopping,
+                      reply_status::busy, reply_status::rejected}) {
+    auto response = read_barrier_response(make_reply(status, 0, 1, ""));
     BOOST_TEST(response.status == 503u);
     BOOST_TEST(*response.header("Retry-After") == "1");
     BOOST_TEST(body_of(response)["error"].is_string());
   }
-  auto named =
-      body_of(read_barrier_response(propose_result{propose_status::not_leader, 0, 1, "n3"}));
+  auto named = body_of(read_barrier_response(make_reply(reply_status::not_leader, 0, 1, "n3")));
   BOOST_TEST(named["leader"].as_string() == "n3");
   BOOST_TEST(read_failed_response("x").status == 503u);
   BOOST_TEST(status_failed_response("x").status == 503u);

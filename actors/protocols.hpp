@@ -1,0 +1,48 @@
+// The typed interfaces between the actors of a node. A changed message fails to compile here
+// instead of failing at run time, and the test doubles (the simulator's link actor, the stub
+// Raft node of the HTTP session test) implement the same types.
+//
+//   raft_peer_actor   what one Raft node sends another (one-way RPCs, net/ or a simulated link
+//                     carries them)
+//   raft_node_actor   the Raft node: peer RPCs, client requests, and its local seams (clock,
+//                     connections, observer)
+//   kv_actor          the state machine: committed entries in, results and local reads out
+//   storage_actor     durability: persist requests in, "persisted up to seq" out
+#pragma once
+
+#include <string>
+
+#include <caf/all.hpp>
+
+#include "actors/messages.hpp"
+
+namespace infinity {
+
+using raft_peer_actor =
+    caf::typed_actor<caf::reacts_to<request_vote>, caf::reacts_to<vote_reply>,
+                     caf::reacts_to<append_entries>, caf::reacts_to<append_reply>,
+                     caf::reacts_to<forward_request>, caf::reacts_to<forward_reply>,
+                     caf::reacts_to<join_probe>, caf::reacts_to<join_probe_reply>>;
+
+using raft_node_actor = raft_peer_actor::extend<
+    // Clients (local only).
+    caf::replies_to<propose_atom, std::string>::with<client_reply>,
+    caf::replies_to<read_atom>::with<client_reply>,
+    caf::replies_to<join_atom, std::string, std::string>::with<client_reply>,
+    caf::replies_to<status_atom>::with<raft_status>,
+    // Local seams (only from this process).
+    caf::reacts_to<tick_atom>, caf::reacts_to<flush_atom>,
+    caf::reacts_to<peer_up_atom, std::string, caf::actor>,
+    caf::reacts_to<peer_down_atom, std::string>, caf::reacts_to<observer_atom, caf::actor>>;
+
+using kv_actor =
+    caf::typed_actor<caf::replies_to<apply_batch>::with<applied_batch>,
+                     caf::reacts_to<kv_reset_atom>,
+                     caf::replies_to<kv_get_atom, std::string>::with<bool, std::string>>;
+
+using storage_actor =
+    caf::typed_actor<caf::replies_to<persist_request>::with<persisted_atom, uint64_t>,
+                     caf::reacts_to<sync_atom>, caf::reacts_to<storage_idle_atom, uint64_t>,
+                     caf::reacts_to<storage_maint_atom>, caf::reacts_to<storage_maint_atom, bool>>;
+
+} // namespace infinity

@@ -1,0 +1,294 @@
+// Client requests: proposals (writes), linearizable reads (ReadIndex, thesis §6.4) and their
+// forwarding from followers to the leader. Every request is answered exactly once: with its
+// outcome, with a refusal that says nothing changed (no or another leader), or with "unknown"
+// (timeout, leadership lost, stopping) when it may still take effect.
+#include <algorithm>
+
+#include "actors/raft/core.hpp"
+#include "actors/raft/invariants.hpp"
+
+namespace infinity {
+
+client_reply raft_core::refusal() const {
+  client_reply reply;
+  reply.status = leader_id_.empty() ? reply_status::no_leader : reply_status::not_leader;
+  reply.term = term_;
+  reply.leader_id = leader_id_;
+  reply.leader_http = leader_id_ == config_.id ? config_.http_address : leader_http_;
+  return reply;
+}
+
+void raft_core::answer(const request_origin& origin, client_reply reply) {
+  if (reply.leader_id.empty() && !leader_id_.empty()) {
+    reply.leader_id = leader_id_;
+    reply.leader_http = leader_id_ == config_.id ? config_.http_address : leader_http_;
+  }
+  if (origin.local()) {
+    out_.answers.push_back(client_answer{origin.request_id, std::move(reply)});
+    return;
+  }
+  forward_reply message;
+  message.request_id = origin.request_id;
+  message.reply = std::move(reply);
+  send(origin.peer, std::move(message));
+}
+
+// -- proposals
+// -------------------------------------------------------------------------------------
+
+void raft_core::propose(uint64_t request_id, std::string command) {
+  if (auto* leader = leader_state())
+    propose_as_leader(*leader, request_origin{{}, request_id}, std::move(command));
+  else
+    forward(request_id, forwarded_op::write, std::move(command), {}, {});
+  finish_step();
+}
+
+void raft_core::propose_as_leader(leader_role& leader, request_origin origin, std::string command) {
+  log_entry entry{term_, log_.last_index() + 1, entry_kind::command, std::move(command)};
+  auto index = entry.index;
+  log_.append(entry);
+  queue_append(log_.at(index));
+  leader.writes.emplace(index, leader_role::pending_write{term_, std::move(origin)});
+  // Proposals already in the node's mailbox are handled before the flush, so they share one
+  // append to the followers.
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    out_.flush_requested = true;
+  }
+}
+
+void raft_core::flush() {
+  flush_scheduled_ = false;
+  if (auto* leader = leader_state()) {
+    broadcast_appends(*leader, false);
+    if (leader->read_round_requested)
+      send_heartbeats(*leader);
+  }
+  finish_step();
+}
+
+// -- reads
+// -----------------------------------------------------------------------------------------
+
+void raft_core::read(uint64_t request_id) {
+  if (auto* leader = leader_state()) {
+    read_as_leader(*leader, request_origin{{}, request_id});
+    finish_step();
+    return;
+  }
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::stale_follower_reads) {
+    client_reply stale;
+    stale.index = applied_index_;
+    stale.term = term_;
+    answer(request_origin{{}, request_id}, stale);
+    finish_step();
+    return;
+  }
+#endif
+  forward(request_id, forwarded_op::read, {}, {}, {});
+  finish_step();
+}
+
+void raft_core::read_as_leader(leader_role& leader, request_origin origin) {
+  if (log_.term_at(commit_index_) != term_) {
+    // Until an entry of this term commits, our commit index may lag what earlier leaders
+    // committed (thesis §6.4 step 1).
+    leader.reads_awaiting_term_commit.push_back(std::move(origin));
+    return;
+  }
+  leader.reads.push_back(
+      leader_role::pending_read{commit_index_, leader.round + 1, false, std::move(origin)});
+  request_read_round(leader);
+  confirm_reads(leader);
+}
+
+void raft_core::request_read_round(leader_role& leader) {
+  leader.read_round_requested = true;
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    out_.flush_requested = true;
+  }
+}
+
+void raft_core::confirm_reads(leader_role& leader) {
+  if (leader.reads.empty())
+    return;
+  for (auto& read : leader.reads) {
+    if (read.confirmed)
+      continue;
+    size_t acks = 1; // ourselves
+    for (const auto& [peer, progress] : leader.progress)
+      if (progress.acked_round >= read.round && members_.count(peer) > 0)
+        ++acks;
+    read.confirmed = acks >= quorum();
+  }
+  auto ready = [this](const leader_role::pending_read& read) {
+    return read.confirmed && applied_index_ >= read.read_index;
+  };
+  for (auto& read : leader.reads) {
+    if (!ready(read))
+      continue;
+    client_reply reply;
+    reply.index = read.read_index;
+    reply.term = term_;
+    reply.leader_id = config_.id;
+    reply.leader_http = config_.http_address;
+    answer(read.origin, std::move(reply));
+  }
+  leader.reads.erase(std::remove_if(leader.reads.begin(), leader.reads.end(), ready),
+                     leader.reads.end());
+}
+
+void raft_core::serve_follower_reads() {
+  while (!follower_reads_.empty() && follower_reads_.begin()->first <= applied_index_) {
+    auto node = follower_reads_.extract(follower_reads_.begin());
+    out_.answers.push_back(std::move(node.mapped()));
+  }
+}
+
+// -- forwarding
+// ------------------------------------------------------------------------------------
+
+void raft_core::forward(uint64_t request_id, forwarded_op op, std::string command,
+                        std::string member_id, std::string member_address) {
+  // One hop at most: a forwarded request is never forwarded again (see handle(forward_request)).
+  if (leader_id_.empty() || connected_.count(leader_id_) == 0) {
+    answer(request_origin{{}, request_id}, refusal());
+    return;
+  }
+  auto timeout = op == forwarded_op::join ? config_.join_timeout + config_.forward_timeout
+                                          : config_.forward_timeout;
+  auto forward_id = ++next_forward_id_;
+  forwarded_.emplace(forward_id,
+                     forwarded_call{leader_id_, request_id, op, config_.ticks_for(timeout)});
+  forward_request request;
+  request.request_id = forward_id;
+  request.op = op;
+  request.command = std::move(command);
+  request.member_id = std::move(member_id);
+  request.member_address = std::move(member_address);
+  send(leader_id_, std::move(request));
+}
+
+bool raft_core::first_time(const std::string& peer, uint64_t id) {
+  constexpr size_t remembered_per_peer = 4096;
+  auto& seen = seen_forwards_[peer];
+  if (!seen.ids.insert(id).second)
+    return false;
+  seen.order.push_back(id);
+  if (seen.order.size() > remembered_per_peer) {
+    seen.ids.erase(seen.order.front());
+    seen.order.pop_front();
+  }
+  return true;
+}
+
+void raft_core::handle(const forward_request& request) {
+  if (!same_cluster(request.from, request.cluster_id))
+    return;
+  if (!first_time(request.from, request.request_id)) {
+    finish_step(); // a duplicate: the first copy was answered
+    return;
+  }
+  request_origin origin{request.from, request.request_id};
+  auto* leader = leader_state();
+  if (leader == nullptr) {
+    answer(origin, refusal()); // one hop only: two nodes that each believe the other leads
+  } else {
+    switch (request.op) {
+    case forwarded_op::write:
+      propose_as_leader(*leader, std::move(origin), request.command);
+      break;
+    case forwarded_op::read:
+      read_as_leader(*leader, std::move(origin));
+      break;
+    case forwarded_op::join:
+      join_as_leader(*leader, std::move(origin), request.member_id, request.member_address);
+      break;
+    default:
+      violation(request.from, "forwarded request of unknown kind");
+    }
+  }
+  finish_step();
+}
+
+void raft_core::handle(const forward_reply& reply) {
+  if (!same_cluster(reply.from, reply.cluster_id))
+    return;
+  auto i = forwarded_.find(reply.request_id);
+  if (i == forwarded_.end() || i->second.peer != reply.from) {
+    finish_step(); // answered already (timed out, connection lost) or not ours
+    return;
+  }
+  auto call = i->second;
+  forwarded_.erase(i);
+  if (call.op == forwarded_op::read && reply.reply.status == reply_status::ok &&
+      applied_index_ < reply.reply.index) {
+    // The leader confirmed `index` as a linearizable read point; our copy is good for the read
+    // once it has applied that far (thesis §6.4.1, reads from followers).
+    follower_reads_.emplace(reply.reply.index, client_answer{call.request_id, reply.reply});
+  } else {
+    answer(request_origin{{}, call.request_id}, reply.reply);
+  }
+  finish_step();
+}
+
+void raft_core::tick_forwarded() {
+  for (auto i = forwarded_.begin(); i != forwarded_.end();) {
+    if (--i->second.ticks_left > 0) {
+      ++i;
+      continue;
+    }
+    // Lost on the way or unanswered: a write may or may not have been appended; a read or a
+    // join that was not confirmed had no effect.
+    auto reply = refusal();
+    reply.status = reply_status::timeout;
+    reply.reason = "no answer from the leader in time";
+    answer(request_origin{{}, i->second.request_id}, std::move(reply));
+    i = forwarded_.erase(i);
+  }
+}
+
+void raft_core::fail_forwarded_to(const std::string& peer) {
+  for (auto i = forwarded_.begin(); i != forwarded_.end();) {
+    if (i->second.peer != peer) {
+      ++i;
+      continue;
+    }
+    auto reply = refusal();
+    reply.status = reply_status::timeout;
+    reply.reason = "the connection to the leader dropped";
+    answer(request_origin{{}, i->second.request_id}, std::move(reply));
+    i = forwarded_.erase(i);
+  }
+}
+
+void raft_core::fail_leader_requests(leader_role& leader, reply_status status) {
+  client_reply reply;
+  reply.status = status;
+  reply.term = term_;
+  for (auto& [index, pending] : leader.writes) {
+    reply.index = index;
+    answer(pending.origin, reply);
+  }
+  leader.writes.clear();
+  if (leader.join) {
+    // The membership entry was not appended yet: nothing changed.
+    reply.index = 0;
+    answer(leader.join->origin, reply);
+    leader.join.reset();
+  }
+  // A read that was not served has no effect: it is safe to fail it.
+  reply.index = 0;
+  for (auto& read : leader.reads)
+    answer(read.origin, reply);
+  leader.reads.clear();
+  for (auto& origin : leader.reads_awaiting_term_commit)
+    answer(origin, reply);
+  leader.reads_awaiting_term_commit.clear();
+  leader.read_round_requested = false;
+}
+
+} // namespace infinity

@@ -1,0 +1,285 @@
+// The Raft core: Raft's rules as a deterministic state machine with no I/O and no CAF
+// (etcd-io/raft's Step/Tick/Ready, LogCabin's Consensus/RaftConsensus split).
+//
+//                 election timeout            pre-vote quorum           vote quorum
+//   ┌──────────┐ ───────────────▶ ┌───────────────┐ ──────────▶ ┌───────────┐ ──────────▶
+//   ┌────────┐ │ follower │                  │ pre-candidate │             │ candidate │ │ leader │
+//   └──────────┘ ◀─────────────── └───────────────┘             └───────────┘ └────────┘
+//        ▲        higher term, a leader's append, or a quorum of rejections    │                │
+//        └─────────────────────────────────────────────────────────────────────┴────────────────┘
+//                                   (leader: also when check-quorum finds no quorum)
+//
+// Inputs are the methods below: messages from peers, ticks, client requests (opaque command
+// bytes), and the answers of storage ("persisted up to seq") and of the state machine ("applied
+// up to index, with these results"). Every input may produce output, collected in a `ready`
+// (ready.hpp) that the node actor takes after each input and carries out. Time is counted in
+// ticks and randomness comes from a PRNG seeded at construction, so a core is a pure function of
+// its inputs: the simulator replays a seed event for event.
+//
+// Where things live: election.cpp (terms, votes, role changes), replication.cpp (appends on
+// both sides, commit, apply), client_requests.cpp (proposals, ReadIndex reads, forwarding to the
+// leader), membership_change.cpp (joins), durability.* (what waits for the disk), progress.*
+// (per-follower replication state), invariants.cpp (checks after every step).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "actors/raft/durability.hpp"
+#include "actors/raft/membership.hpp"
+#include "actors/raft/raft_config.hpp"
+#include "actors/raft/raft_log.hpp"
+#include "actors/raft/ready.hpp"
+#include "actors/raft/roles.hpp"
+#include "actors/types.hpp"
+
+namespace infinity {
+
+/// Thrown (after being recorded in `first_invariant_violation()`) when an invariant about the
+/// node's own state breaks: a bug, so the node stops. Remote input never throws: a message that
+/// breaks the protocol is dropped and reported (`protocol_violations`).
+struct invariant_violation : std::logic_error {
+  using std::logic_error::logic_error;
+};
+
+/// The first invariant violation seen in this process, empty if none; the simulator checks it
+/// after every step.
+const std::string& first_invariant_violation();
+void reset_invariant_violations();
+
+class raft_core {
+ public:
+  /// `recovered` is what storage found; `seed` drives the election timeouts.
+  raft_core(raft_config config, recovered_state recovered, uint64_t seed);
+
+  // -- inputs ------------------------------------------------------------------------------------
+
+  void handle(const request_vote& request);
+  void handle(const vote_reply& reply);
+  void handle(append_entries& request);
+  void handle(const append_reply& reply);
+  void handle(const forward_request& request);
+  void handle(const forward_reply& reply);
+  void handle(const join_probe& probe);
+  void handle(const join_probe_reply& reply);
+  void handle(peer_rpc rpc);
+
+  /// One tick of the logical clock.
+  void tick();
+  /// Sends the appends that proposals since the last flush made necessary (one batch).
+  void flush();
+
+  /// A client write: `command` is appended as an opaque entry and answered once applied.
+  void propose(uint64_t request_id, std::string command);
+  /// A linearizable read barrier: answered ok with an index once reading this node's state
+  /// machine at that index is linearizable.
+  void read(uint64_t request_id);
+  /// Adds a voter (one change at a time).
+  void join(uint64_t request_id, std::string id, std::string address);
+
+  /// Storage made persist request `seq` (and every earlier one) durable.
+  void persisted(uint64_t seq);
+  /// The state machine applied everything up to `batch.last_applied`.
+  void applied(uint64_t epoch, const applied_batch& batch);
+
+  /// A connection to a peer came up or went down (messages to it are lost meanwhile).
+  void peer_up(const std::string& id);
+  void peer_down(const std::string& id);
+
+  /// Fails every pending client request with `stopping`: the node is shutting down.
+  void stop();
+
+  /// The output accumulated since the last call.
+  ready take_ready();
+
+  // -- read-only view (status, tests, simulator checks) ------------------------------------------
+
+  const std::string& id() const { return config_.id; }
+  raft_role role() const;
+  uint64_t term() const { return term_; }
+  const std::string& voted_for() const { return voted_for_; }
+  const std::string& leader_id() const { return leader_id_; }
+  uint64_t commit_index() const { return commit_index_; }
+  uint64_t applied_index() const { return applied_index_; }
+  uint64_t durable_last_index() const { return pipeline_.durable_last_index(); }
+  const raft_log& log() const { return log_; }
+  raft_log& mutable_log_for_checks() { return log_; }
+  const membership& members() const { return members_; }
+  const std::string& cluster_id() const { return cluster_id_; }
+  uint64_t repair_until_index() const { return repair_until_; }
+  raft_status status() const;
+  /// Messages from peers that broke the protocol (dropped); the simulator's honest peers never
+  /// send one, so it treats any as a failure.
+  const std::vector<std::string>& protocol_violations() const { return protocol_violations_; }
+  const raft_config& config() const { return config_; }
+
+ private:
+  enum class message_kind {
+    append,
+    append_reply,
+    vote_request,
+    pre_vote_request,
+    vote_reply,
+    pre_vote_reply_granted,
+    other,
+  };
+
+  // -- election.cpp
+  // --------------------------------------------------------------------------------
+
+  /// Raft's rules for a message's term; false when the message must be dropped.
+  bool accept_term(uint64_t message_term, message_kind kind, const std::string& from);
+  void become_follower(uint64_t term, const std::string& leader);
+  void become_pre_candidate();
+  void become_candidate();
+  void become_leader();
+  void record_vote(const std::string& voter, bool granted);
+  void tally_votes();
+  bool in_lease() const;
+  void reset_election_timer();
+  void tick_election();
+  /// May this node vote or campaign? Not while it repairs entries its disk lost.
+  bool may_vote() const { return repair_until_ == 0; }
+
+  // -- replication.cpp
+  // -----------------------------------------------------------------------------
+
+  void send_append(leader_role& leader, const std::string& peer, bool heartbeat);
+  void fill_pipeline(leader_role& leader, const std::string& peer);
+  void broadcast_appends(leader_role& leader, bool heartbeat);
+  void send_heartbeats(leader_role& leader);
+  void tick_leader(leader_role& leader);
+  void maybe_commit();
+  void advance_commit(uint64_t index);
+  void maybe_apply();
+  void maybe_finish_repair();
+
+  // -- client_requests.cpp
+  // -------------------------------------------------------------------------
+
+  void propose_as_leader(leader_role& leader, request_origin origin, std::string command);
+  void read_as_leader(leader_role& leader, request_origin origin);
+  void request_read_round(leader_role& leader);
+  void confirm_reads(leader_role& leader);
+  void answer(const request_origin& origin, client_reply reply);
+  client_reply refusal() const;
+  /// Not leader: pass a local client's request to the leader (one hop), or refuse.
+  void forward(uint64_t request_id, forwarded_op op, std::string command, std::string member_id,
+               std::string member_address);
+  void tick_forwarded();
+  void fail_forwarded_to(const std::string& peer);
+  void serve_follower_reads();
+  /// Leadership ended: answer everything the leader role was waiting for.
+  void fail_leader_requests(leader_role& leader, reply_status status);
+
+  // -- membership_change.cpp
+  // -----------------------------------------------------------------------
+
+  void join_as_leader(leader_role& leader, request_origin origin, std::string id,
+                      std::string address);
+  void send_join_probe(leader_role& leader);
+  void tick_join(leader_role& leader);
+  void refresh_membership();
+  void adopt_membership(const log_entry& entry);
+  void set_membership(membership members, uint64_t index);
+  size_t quorum() const { return members_.size() / 2 + 1; }
+
+  // -- core.cpp
+  // ------------------------------------------------------------------------------------
+
+  /// Sends once the current term and vote are durable (at once if they are).
+  void send(const std::string& to, peer_rpc rpc);
+  /// Sends once everything queued so far is durable (a promise: vote granted, entries held).
+  void send_after_durable(const std::string& to, peer_rpc rpc);
+  /// The one message that may leave before the term is durable (see election.cpp).
+  void send_vote_request(const std::string& to, const request_vote& request);
+  bool hard_state_durable() const;
+  void queue_hard_state();
+  void queue_truncate(uint64_t from);
+  void queue_append(const log_entry& entry);
+  void maybe_persist();
+  /// After every input: start persisting, release what became durable, check invariants.
+  void finish_step();
+  void event(std::string what);
+  void violation(const std::string& from, std::string what);
+  /// Drops messages of another cluster (and counts them as violations).
+  bool same_cluster(const std::string& from, const std::string& cluster_id);
+  leader_role* leader_state() { return std::get_if<leader_role>(&role_); }
+  candidate_role* candidate_state() { return std::get_if<candidate_role>(&role_); }
+
+  // -- invariants.cpp
+  // ------------------------------------------------------------------------------
+
+  void check_invariants();
+
+  raft_config config_;
+  std::mt19937_64 rng_;
+
+  // Durable (mirrored in storage).
+  uint64_t term_ = 0;
+  std::string voted_for_;
+  /// Protocol-aware recovery: nonzero while the node repairs entries its storage lost.
+  uint64_t repair_until_ = 0;
+  std::string cluster_id_;
+  raft_log log_;
+
+  // Volatile, every role.
+  role_state role_;
+  std::string leader_id_;
+  /// The leader's HTTP address as it advertised it (followers) or ours (leader).
+  std::string leader_http_;
+  uint64_t commit_index_ = 0;
+  /// Entries handed to the state machine, and entries it reported applied.
+  uint64_t apply_sent_index_ = 0;
+  uint64_t applied_index_ = 0;
+  /// Bumped when the state machine is reset, so answers to older batches are ignored.
+  uint64_t apply_epoch_ = 0;
+  uint32_t election_elapsed_ = 0;
+  uint32_t randomized_election_ticks_ = 0;
+  persist_pipeline pipeline_;
+  /// Peers with a live connection (messages to others are lost).
+  std::set<std::string> connected_;
+
+  // Membership in effect: the latest config entry in the log (or the bootstrap members).
+  membership members_;
+  uint64_t membership_index_ = 0;
+
+  /// Local client requests passed to the leader and not answered yet, by forward id.
+  struct forwarded_call {
+    std::string peer;
+    uint64_t request_id = 0;
+    forwarded_op op = forwarded_op::write;
+    uint32_t ticks_left = 0;
+  };
+  std::map<uint64_t, forwarded_call> forwarded_;
+  uint64_t next_forward_id_ = 0;
+  /// Forwarded requests seen recently, per sender: a network that delivers one twice must not
+  /// make the leader act on a request it already answered (perhaps with "nothing changed").
+  struct seen_requests {
+    std::set<uint64_t> ids;
+    std::deque<uint64_t> order;
+  };
+  std::map<std::string, seen_requests> seen_forwards_;
+  /// Remembers `id` from `peer`; false if it was seen before.
+  bool first_time(const std::string& peer, uint64_t id);
+  /// Reads the leader confirmed, waiting until this node has applied their read index.
+  std::multimap<uint64_t, client_answer> follower_reads_;
+  uint64_t next_probe_id_ = 0;
+
+  ready out_;
+  std::vector<std::string> protocol_violations_;
+  bool flush_scheduled_ = false;
+
+  // Previous values, for the monotonicity invariants.
+  uint64_t checked_term_ = 0;
+  uint64_t checked_commit_ = 0;
+  std::string checked_vote_;
+};
+
+} // namespace infinity
