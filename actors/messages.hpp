@@ -115,7 +115,8 @@ typename Inspector::result_type inspect(Inspector& f, kv_command& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hard_state& x) {
-  return f(caf::meta::type_name("hard_state"), x.term, x.voted_for, x.repair_until_index);
+  return f(caf::meta::type_name("hard_state"), x.term, x.voted_for, x.repair_until_index,
+           x.repair_term);
 }
 
 template <class Inspector>

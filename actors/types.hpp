@@ -210,11 +210,15 @@ struct hard_state {
   /// may have been acknowledged, so the node neither votes nor counts toward commit until it has
   /// caught up from a leader to this index. 0 = healthy.
   uint64_t repair_until_index = 0;
+  /// While repairing: the term when the entries were lost, so no lost entry has a later term.
+  /// The node votes only for candidates whose log is at least (repair_term,
+  /// repair_until_index), which is at least as up to date as the log it lost.
+  uint64_t repair_term = 0;
 };
 
 inline bool operator==(const hard_state& a, const hard_state& b) {
   return a.term == b.term && a.voted_for == b.voted_for &&
-         a.repair_until_index == b.repair_until_index;
+         a.repair_until_index == b.repair_until_index && a.repair_term == b.repair_term;
 }
 
 /// One write to durable storage, applied in this order: hard state, truncation, append.

@@ -23,6 +23,7 @@ raft_core::raft_core(raft_config config, recovered_state recovered, uint64_t see
   term_ = recovered.state.term;
   voted_for_ = recovered.state.voted_for;
   repair_until_ = recovered.state.repair_until_index;
+  repair_term_ = recovered.state.repair_term;
   cluster_id_ = recovered.cluster_id;
   log_ = raft_log(std::move(recovered.entries));
   RAFT_INVARIANT(log_.last_term() <= term_, "recovered log has entries from a future term");
@@ -166,7 +167,7 @@ bool raft_core::same_cluster(const std::string& from, const std::string& cluster
 // -- persistence ---------------------------------------------------------------------------------
 
 void raft_core::queue_hard_state() {
-  pipeline_.queue_hard_state(hard_state{term_, voted_for_, repair_until_});
+  pipeline_.queue_hard_state(hard_state{term_, voted_for_, repair_until_, repair_term_});
 }
 
 void raft_core::queue_truncate(uint64_t from) {

@@ -108,6 +108,10 @@ class raft_core {
   uint64_t commit_index() const { return commit_index_; }
   uint64_t applied_index() const { return applied_index_; }
   uint64_t durable_last_index() const { return pipeline_.durable_last_index(); }
+  /// Whether everything this node holds (term, vote, log) is durable.
+  bool everything_durable() const {
+    return pipeline_.idle() && pipeline_.durable_last_index() == log_.last_index();
+  }
   const raft_log& log() const { return log_; }
   raft_log& mutable_log_for_checks() { return log_; }
   const membership& members() const { return members_; }
@@ -144,8 +148,14 @@ class raft_core {
   bool in_lease() const;
   void reset_election_timer();
   void tick_election();
-  /// May this node vote or campaign? Not while it repairs entries its disk lost.
-  bool may_vote() const { return repair_until_ == 0; }
+  /// May this node campaign? Not while it repairs entries its disk lost.
+  bool may_campaign() const { return repair_until_ == 0; }
+  /// May it vote for a candidate whose log ends at (term, index)? While repairing, only if that
+  /// log is at least as up to date as the one it lost (protocol-aware recovery).
+  bool may_vote_for(uint64_t last_log_term, uint64_t last_log_index) const {
+    return repair_until_ == 0 || last_log_term > repair_term_ ||
+           (last_log_term == repair_term_ && last_log_index >= repair_until_);
+  }
 
   // -- replication.cpp
   // -----------------------------------------------------------------------------
@@ -226,6 +236,7 @@ class raft_core {
   std::string voted_for_;
   /// Protocol-aware recovery: nonzero while the node repairs entries its storage lost.
   uint64_t repair_until_ = 0;
+  uint64_t repair_term_ = 0;
   std::string cluster_id_;
   raft_log log_;
 

@@ -38,6 +38,8 @@ class persist_pipeline {
   /// The request that makes the current hard state durable.
   uint64_t hard_state_seq() const { return hard_state_seq_; }
   bool in_flight() const { return in_flight_; }
+  /// Nothing queued and nothing on its way to disk.
+  bool idle() const { return !dirty_ && !in_flight_; }
 
   /// Starts the next request if one is due and none is in flight. `last_index` is the log's last
   /// index once this request is durable; `commit_index` is recorded by storage as evidence.

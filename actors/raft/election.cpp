@@ -168,7 +168,7 @@ void raft_core::handle(const request_vote& request) {
     up_to_date = true;
 #endif
   // A node that lost entries it may have acknowledged could elect a leader without them.
-  if (!can_vote || !up_to_date || !may_vote()) {
+  if (!can_vote || !up_to_date || !may_vote_for(request.last_log_term, request.last_log_index)) {
     send(request.from, make_vote_reply(term_, false, request.pre_vote));
   } else if (request.pre_vote) {
     send(request.from, make_vote_reply(request.term, true, true));
@@ -228,7 +228,7 @@ void raft_core::tick_election() {
   // Only healthy voters campaign: a node waiting to be added (or removed), or repairing lost
   // entries, just follows.
   if (election_elapsed_ < randomized_election_ticks_ || members_.count(config_.id) == 0 ||
-      !may_vote())
+      !may_campaign())
     return;
   if (config_.pre_vote)
     become_pre_candidate();

@@ -69,6 +69,20 @@ void raft_core::handle(append_entries& request) {
   election_elapsed_ = 0;
   leader_http_ = request.leader_http;
 
+  // What we committed is settled (Log Matching): an append that contradicts it comes from a
+  // broken or hostile sender, never from the leader of this term.
+  bool contradicts_commit = request.prev_log_index <= commit_index_ &&
+                            log_.has_term_at(request.prev_log_index) &&
+                            log_.term_at(request.prev_log_index) != request.prev_log_term;
+  for (const auto& entry : request.entries)
+    if (entry.index <= commit_index_ && !log_.matches(entry.index, entry.term))
+      contradicts_commit = true;
+  if (contradicts_commit) {
+    violation(request.from,
+              "append that contradicts entries committed up to " + std::to_string(commit_index_));
+    finish_step();
+    return;
+  }
   append_reply reply;
   reply.term = term_;
   reply.prev_log_index = request.prev_log_index;
@@ -97,13 +111,6 @@ void raft_core::handle(append_entries& request) {
     finish_step();
     return;
   }
-  for (const auto& entry : request.entries)
-    if (entry.index <= commit_index_ && !log_.matches(entry.index, entry.term)) {
-      violation(request.from,
-                "append that conflicts with committed entry " + std::to_string(entry.index));
-      finish_step();
-      return;
-    }
   for (auto& entry : request.entries) {
     if (entry.index <= log_.last_index()) {
       if (log_.term_at(entry.index) == entry.term)
@@ -368,6 +375,7 @@ void raft_core::maybe_finish_repair() {
   event("repaired: caught up to index " + std::to_string(repair_until_) +
         " from the leader, voting again");
   repair_until_ = 0;
+  repair_term_ = 0;
   queue_hard_state();
 }
 

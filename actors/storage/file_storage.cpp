@@ -65,9 +65,13 @@ constexpr uint8_t marker_kind = 0xFF;
 constexpr std::size_t marker_payload_bytes = entry_fixed_bytes + 8; // + its own offset
 constexpr std::size_t marker_record_bytes = record_header_bytes + marker_payload_bytes;
 
-constexpr std::string_view hard_state_magic = "IHS2";
-constexpr std::size_t hard_state_fixed_bytes = 4 + 8 + 8 + 8; // magic, term, repair, hint
-constexpr std::size_t hard_state_v1_fixed_bytes = 8;          // term
+constexpr std::string_view hard_state_magic = "IHS3";
+/// The previous format, without the repair term.
+constexpr std::string_view hard_state_v2_magic = "IHS2";
+constexpr std::size_t hard_state_fixed_bytes =
+    4 + 8 + 8 + 8 + 8; // magic, term, repair, hint, repair term
+constexpr std::size_t hard_state_v2_fixed_bytes = 4 + 8 + 8 + 8; // magic, term, repair, hint
+constexpr std::size_t hard_state_v1_fixed_bytes = 8;             // term
 constexpr std::string_view identity_magic = "IID1";
 
 /// What an unsynced append leaves after a power cut can only be judged per sector: each one
@@ -543,6 +547,8 @@ void file_storage::accept_repair() {
     hard_state state = persisted_.state;
     state.repair_until_index =
         std::max(state.repair_until_index, damage_->possibly_acknowledged_up_to);
+    // Every lost entry was written in this term or an earlier one.
+    state.repair_term = std::max(state.repair_term, state.term);
     write_hard_state_file(state, std::min(persisted_.commit_hint, damage_->keep_last_index));
     recovery_report_ += "repaired: " + damage_->description + "; entries up to index " +
                         std::to_string(damage_->possibly_acknowledged_up_to) +
@@ -766,7 +772,16 @@ file_storage::hard_state_record file_storage::read_hard_state_file() {
     record.state.term = get_u64(payload.data() + 4);
     record.state.repair_until_index = get_u64(payload.data() + 12);
     record.commit_hint = get_u64(payload.data() + 20);
+    record.state.repair_term = get_u64(payload.data() + 28);
     record.state.voted_for = std::string(payload.substr(hard_state_fixed_bytes));
+  } else if (payload.size() >= hard_state_v2_fixed_bytes &&
+             payload.substr(0, 4) == hard_state_v2_magic) {
+    record.state.term = get_u64(payload.data() + 4);
+    record.state.repair_until_index = get_u64(payload.data() + 12);
+    record.commit_hint = get_u64(payload.data() + 20);
+    // Lost entries have no term above the one recorded then; the current one bounds it.
+    record.state.repair_term = record.state.repair_until_index > 0 ? record.state.term : 0;
+    record.state.voted_for = std::string(payload.substr(hard_state_v2_fixed_bytes));
   } else {
     // The first format: no repair mode, no commit hint.
     record.state.term = get_u64(payload.data());
@@ -781,6 +796,7 @@ void file_storage::write_hard_state_file(const hard_state& state, uint64_t commi
   put_u64(payload, state.term);
   put_u64(payload, state.repair_until_index);
   put_u64(payload, commit_hint);
+  put_u64(payload, state.repair_term);
   payload += state.voted_for;
   write_atomically(hard_state_file_name, hard_state_temp_file_name, framed(payload));
   persisted_ = hard_state_record{state, commit_hint};

@@ -50,27 +50,45 @@ std::string ms(caf::timespan t) {
          "ms";
 }
 
-/// One life's access to a node's simulated disk: once that life ended (its epoch passed), a
-/// storage actor that is still winding down can no longer write or sync.
+/// Where each node keeps its data on its simulated disk.
+constexpr const char* data_directory = "/data";
+
+/// One life's access to a node's disk: once that life ended (its epoch passed), a storage actor
+/// that is still winding down can no longer write or sync (the simulated file system also
+/// refuses the files it opened before the power cut).
 class fenced_storage final : public storage_backend {
  public:
-  fenced_storage(std::shared_ptr<memory_storage> disk, const uint64_t* epoch)
-      : disk_(std::move(disk)), epoch_(epoch), own_epoch_(*epoch) {}
-  recovered_state recover() override { return disk_->recover(); }
+  fenced_storage(std::shared_ptr<storage_backend> backend, const uint64_t* epoch)
+      : backend_(std::move(backend)), epoch_(epoch), own_epoch_(*epoch) {}
+  recovered_state recover() override { return backend_->recover(); }
   void write(const persist_request& request) override {
     if (*epoch_ == own_epoch_)
-      disk_->write(request);
+      backend_->write(request);
   }
   void sync() override {
     if (*epoch_ == own_epoch_)
-      disk_->sync();
+      backend_->sync();
+  }
+  maintenance_need maintenance_needed() const override {
+    return *epoch_ == own_epoch_ ? backend_->maintenance_needed() : maintenance_need::none;
+  }
+  void maintain(bool idle) override {
+    if (*epoch_ == own_epoch_)
+      backend_->maintain(idle);
   }
 
  private:
-  std::shared_ptr<memory_storage> disk_;
+  std::shared_ptr<storage_backend> backend_;
   const uint64_t* epoch_;
   uint64_t own_epoch_;
 };
+
+/// Reads back what a disk holds, as a restart would, without touching it.
+recovered_state read_back(const sim_file_system& fs, const file_storage_options& options) {
+  auto copy = std::make_shared<sim_file_system>(fs);
+  file_storage storage(data_directory, options, copy);
+  return storage.recover();
+}
 
 // -- link actor: carries one direction of one node pair ---------------------------------------
 
@@ -405,7 +423,7 @@ cluster::cluster(options opts) : opts_(std::move(opts)), rng_(mix(opts_.seed, 0x
   nodes_.resize(opts_.nodes);
   for (size_t i = 0; i < nodes_.size(); ++i) {
     nodes_[i].id = "n" + std::to_string(i + 1);
-    nodes_[i].disk = std::make_shared<memory_storage>();
+    nodes_[i].fs = std::make_shared<sim_file_system>();
   }
   links_.resize(nodes_.size(), std::vector<caf::actor>(nodes_.size()));
   for (size_t from = 0; from < nodes_.size(); ++from)
@@ -462,10 +480,36 @@ void cluster::spawn_node(size_t index) {
   slot.applied.clear();
   slot.chain.clear();
   slot.last_commit = 0;
-  auto recovered = slot.disk->recover();
+  slot.rotten = false;
+  std::shared_ptr<file_storage> backend;
+  recovered_state recovered;
+  try {
+    backend = std::make_shared<file_storage>(data_directory, storage_options(), slot.fs);
+    recovered = backend->recover();
+    if (recovered.damage) {
+      // Protocol-aware recovery: a member repairs what its disk lost from the leader.
+      record("storage damage on " + slot.id + ": " + recovered.damage->description);
+      // Its acknowledgements before the damage are void; the node says so and neither votes
+      // nor counts toward a commit until it has caught up (the checkers judge the outcome).
+      slot.acked_match = 0;
+      slot.acked_term = 0;
+      ++disk_faults_.repairs_started;
+      backend->accept_repair();
+      recovered.state = backend->durable_hard_state();
+      recovered.damage.reset();
+    }
+  } catch (const sim_file_system::crashed&) {
+    // Died again while recovering: the node stays down until the next restart.
+    backend.reset();
+    auto outcome = slot.fs->crash(rng_, sim_crash_options{opts_.faults.tear_probability, 0.0});
+    ++slot.disk_epoch;
+    record(slot.id + " died while recovering; disk: " + outcome.describe());
+    slot.durable = read_back(*slot.fs, storage_options());
+    return;
+  }
   auto max_sync = opts_.faults.max_sync_delay;
   slot.storage = spawn_storage_actor(
-      *system_, std::make_shared<fenced_storage>(slot.disk, &slot.disk_epoch),
+      *system_, std::make_shared<fenced_storage>(backend, &slot.disk_epoch),
       [this, index, max_sync](const persist_request& request) {
         auto delay = random_between(caf::timespan{0}, max_sync);
         // Replacing the hard state costs a rename and directory syncs besides the data sync,
@@ -564,6 +608,10 @@ bool cluster::step() {
                       {}});
     }
     sched_->run_once();
+    // A node whose disk call killed it (crash_at_disk_call) is down from this step on.
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      if (nodes_[i].alive && nodes_[i].fs->is_down())
+        crash(i);
   } else if (sched_->has_pending_timeout()) {
     sched_->trigger_timeout();
   } else {
@@ -586,7 +634,26 @@ void cluster::run_for(caf::timespan duration) {
   }
 }
 
+void disk_fault_counts::add(const disk_fault_counts& other) {
+  torn_writes += other.torn_writes;
+  unsynced_operations_lost += other.unsynced_operations_lost;
+  crashes_at_disk_calls += other.crashes_at_disk_calls;
+  bit_rots += other.bit_rots;
+  repairs_started += other.repairs_started;
+  repairs_finished += other.repairs_finished;
+}
+
+std::string disk_fault_counts::describe() const {
+  return std::to_string(crashes_at_disk_calls) + " crashes at a disk call, " +
+         std::to_string(unsynced_operations_lost) + " unsynced disk operations lost, " +
+         std::to_string(torn_writes) + " torn writes, " + std::to_string(bit_rots) + " bit rots, " +
+         std::to_string(repairs_started) + " repairs started, " + std::to_string(repairs_finished) +
+         " finished";
+}
+
 void cluster::record(std::string line) {
+  if (line.find(": repaired: caught up") != std::string::npos)
+    ++disk_faults_.repairs_finished;
   if (dump_trace_)
     std::cerr << ms(now()) << " # " << line << "\n";
   trace_.push_back(trace_event{now(), "event", caf::message{}, std::move(line)});
@@ -661,10 +728,7 @@ void cluster::heal() {
 }
 
 bool cluster::has_unsynced_state(size_t index) {
-  const auto& n = node(index);
-  const auto& durable = nodes_[index].disk->durable();
-  return n.term() != durable.state.term || n.voted_for() != durable.state.voted_for ||
-         n.log().last_index() != durable.entries.size();
+  return !node(index).everything_durable();
 }
 
 void cluster::observe_sent(size_t from, const caf::message& message) {
@@ -699,7 +763,7 @@ void cluster::check_durable_promises(size_t node) {
   // Whatever a node acknowledged or voted must survive its crash: a later term may have
   // replaced acknowledged entries, but nothing else may lose them.
   auto& slot = nodes_[node];
-  const auto& durable = slot.disk->durable();
+  const auto& durable = slot.durable;
   if (slot.acked_match > 0 && durable.state.term <= slot.acked_term &&
       durable.entries.size() < slot.acked_match)
     fail("durability: " + slot.id + " acknowledged entries up to " +
@@ -730,7 +794,11 @@ void cluster::crash(size_t node) {
   for (size_t other = 0; other < nodes_.size(); ++other)
     if (other != node && nodes_[other].alive)
       caf::anon_send(nodes_[other].raft, peer_down_atom::value, slot.id);
-  forget_entries_lost_with(node);
+  // The node's volatile log, to tell afterwards which entries died with it.
+  std::vector<std::pair<uint64_t, uint64_t>> volatile_log;
+  const auto& log = raft_core_of(slot.raft).log();
+  for (auto index = log.first_index(); index <= log.last_index(); ++index)
+    volatile_log.emplace_back(index, log.term_at(index));
   slot.alive = false;
   for (const auto& a : slot.actors()) {
     caf::anon_send_exit(a, caf::exit_reason::kill);
@@ -741,35 +809,87 @@ void cluster::crash(size_t node) {
   slot.raft = nullptr;
   slot.kv = nullptr;
   slot.storage = nullptr;
-  // The power cut: whatever the dead process wrote and did not sync is gone, and nothing of
-  // that life can write again.
-  slot.disk->crash();
+  // The power cut: of what the dead process issued since its last sync, a prefix survives (the
+  // last write kept perhaps torn), and nothing of that life can write again.
+  const bool at_disk_call = slot.fs->is_down();
+  auto outcome = slot.fs->crash(rng_, sim_crash_options{opts_.faults.tear_probability, 0.0});
   ++slot.disk_epoch;
+  record("disk of " + slot.id + " after the crash: " + outcome.describe());
+  disk_faults_.crashes_at_disk_calls += at_disk_call ? 1 : 0;
+  disk_faults_.torn_writes += outcome.tear.kind != sim_tear_kind::none ? 1 : 0;
+  disk_faults_.unsynced_operations_lost += outcome.unsynced - outcome.prefix;
+  slot.durable = read_back(*slot.fs, storage_options());
+  if (slot.durable.damage)
+    fail("storage: a power cut alone left " + slot.id +
+         " with damage: " + slot.durable.damage->description);
+  forget_entries_lost_with(node, volatile_log);
   check_durable_promises(node);
 }
 
-void cluster::forget_entries_lost_with(size_t crashed) {
+recovered_state cluster::durable_state(size_t node) const {
+  if (!nodes_[node].alive)
+    return nodes_[node].durable;
+  sim_file_system synced_only(*nodes_[node].fs);
+  synced_only.crash_keeping(0);
+  return read_back(synced_only, storage_options());
+}
+
+bool cluster::rot(size_t node) {
+  auto& slot = nodes_[node];
+  if (slot.alive)
+    return false;
+  std::string newest;
+  for (const auto& name : slot.fs->file_names(data_directory))
+    if (name.rfind("log-", 0) == 0)
+      newest = name;
+  if (newest.empty())
+    return false;
+  auto path = std::string(data_directory) + "/" + newest;
+  auto size = slot.fs->contents(path).size();
+  if (size < 64)
+    return false;
+  auto offset = size - 1 - rng_() % 48;
+  slot.fs->flip_byte(path, offset);
+  slot.rotten = true;
+  ++disk_faults_.bit_rots;
+  record("fault: bit rot in " + slot.id + ":" + path + " at offset " + std::to_string(offset));
+  return true;
+}
+
+void cluster::crash_at_disk_call(size_t node, uint64_t calls) {
+  nodes_[node].fs->fail_after(calls);
+  if (calls > 0)
+    record("fault: " + nodes_[node].id + " dies at its disk call " + std::to_string(calls) +
+           " from now");
+}
+
+file_storage_options cluster::storage_options() const {
+  file_storage_options options;
+  options.write_buffer_bytes = opts_.faults.write_buffer_bytes;
+  options.max_segment_bytes = opts_.faults.max_segment_bytes;
+  return options;
+}
+
+void cluster::forget_entries_lost_with(
+    size_t crashed, const std::vector<std::pair<uint64_t, uint64_t>>& volatile_log) {
   // An entry that existed only in the memory of a node that crashed before syncing it never
   // existed as far as Raft is concerned: the node may create another entry with the same index
   // and term after it restarts (its term was not durable either, so nothing of that term left
   // it). Only entries some other node or disk still holds keep their identity for the log
   // matching check. Entries still travelling on a link come back when they are delivered.
-  const auto& log = node(crashed).log();
-  const auto& durable = nodes_[crashed].disk->durable().entries;
+  const auto& durable = nodes_[crashed].durable.entries;
   auto holds = [](const std::vector<log_entry>& entries, uint64_t index, uint64_t term) {
     return entries.size() >= index && entries[index - 1].term == term;
   };
-  for (uint64_t index = 1; index <= log.last_index(); ++index) {
-    auto term = log.term_at(index);
+  for (const auto& [index, term] : volatile_log) {
     if (holds(durable, index, term))
       continue;
     bool held_elsewhere = false;
     for (size_t other = 0; other < nodes_.size() && !held_elsewhere; ++other) {
       if (other == crashed)
         continue;
-      held_elsewhere = nodes_[other].alive
-                           ? node(other).log().matches(index, term)
-                           : holds(nodes_[other].disk->durable().entries, index, term);
+      held_elsewhere = nodes_[other].alive ? node(other).log().matches(index, term)
+                                           : holds(nodes_[other].durable.entries, index, term);
     }
     if (!held_elsewhere)
       chain_of_entry_.erase(std::make_pair(index, term));
@@ -1087,6 +1207,12 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   o.faults.reboot_new_leader_probability = meta() % 4 ? pick(0.0, 0.5) : 0.0;
   o.faults.max_new_leader_reboot_delay = pick_ms(10, 300);
   o.faults.reboot_while_unsynced_probability = meta() % 2 ? pick(0.0, 0.01) : 0.0;
+  o.faults.tear_probability = pick(0.0, 0.5);
+  static constexpr std::size_t write_buffers[] = {0, 64, 256, std::size_t{1} << 20};
+  o.faults.write_buffer_bytes = write_buffers[meta() % 4];
+  o.faults.max_segment_bytes = 1024 + meta() % (64 * 1024);
+  // Media corruption (bit rot) in a third of the seeds: the node must repair, not forget.
+  bool rot = meta() % 3 == 0;
 #ifdef INFINITYSTORE_TESTING
   o.base_config.broken = run_options.broken;
 #else
@@ -1101,7 +1227,9 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         << ms(o.faults.max_slow_sync_delay) << "), in-flight loss on crash "
         << o.faults.lose_in_flight_on_crash << ", new leaders rebooted "
         << o.faults.reboot_new_leader_probability << ", reboots at unsynced sends "
-        << o.faults.reboot_while_unsynced_probability;
+        << o.faults.reboot_while_unsynced_probability << ", torn writes "
+        << o.faults.tear_probability << ", write buffer " << o.faults.write_buffer_bytes
+        << ", segments of " << o.faults.max_segment_bytes << " bytes" << (rot ? ", bit rot" : "");
 
   std::unique_ptr<cluster> c;
   try {
@@ -1118,7 +1246,7 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
       auto leader_or_any = [&] {
         return meta() % 2 == 0 && c->leader() ? *c->leader() : meta() % n;
       };
-      switch (meta() % 16) {
+      switch (meta() % 18) {
       case 0:
       case 1: {
         std::set<size_t> side;
@@ -1165,6 +1293,30 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         // taking writes, none of which may count before the disk catches up.
         c->stall_disk(leader_or_any(), pick_ms(20, 1500));
         break;
+      case 16:
+        // A crash at a system call boundary, possibly between a write and its sync.
+        if (auto victim = leader_or_any(); c->alive(victim)) {
+          c->crash_at_disk_call(victim, 1 + meta() % 12);
+          ++result.crashes;
+        }
+        break;
+      case 17: {
+        // Bit rot on one node at a time, while it is down and nobody repairs: more would be
+        // more than the majority the cluster needs to recover the lost entries from.
+        if (!rot)
+          break;
+        bool repairing = false;
+        for (size_t i = 0; i < n; ++i)
+          repairing =
+              repairing || c->rotten(i) || (c->alive(i) && c->node(i).repair_until_index() > 0);
+        std::vector<size_t> dead;
+        for (size_t i = 0; i < n; ++i)
+          if (!c->alive(i))
+            dead.push_back(i);
+        if (!repairing && !dead.empty())
+          c->rot(dead[meta() % dead.size()]);
+        break;
+      }
       default: {
         // kill -9 and an immediate restart by a supervisor: the node comes back before anyone
         // else noticed, from whatever its disk had synced.
@@ -1185,6 +1337,8 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     c->faults().reboot_new_leader_probability = 0;
     c->faults().reboot_while_unsynced_probability = 0;
     c->cancel_scheduled_faults();
+    for (size_t i = 0; i < c->size(); ++i)
+      c->crash_at_disk_call(i, 0);
     for (size_t i = 0; i < c->size(); ++i)
       c->restart(i);
     if (!c->run_until([&] { return c->converged(); }, std::chrono::seconds(30)))
@@ -1226,6 +1380,7 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
       if (p.status == reply_status::ok)
         ++result.acknowledged;
     result.steps = c->steps();
+    result.disk = c->disk_faults();
   } catch (const std::exception& e) {
     result.passed = false;
     std::ostringstream report;
@@ -1248,6 +1403,7 @@ seed_sweep sweep_seeds(const std::vector<uint64_t>& seeds, const random_run_opti
     sweep.crashes += result.crashes;
     sweep.operations += result.operations;
     sweep.unknown_outcomes += result.unknown_outcomes;
+    sweep.disk.add(result.disk);
     if (!result.passed) {
       std::cout << result.report << std::endl;
       if (++sweep.failures >= max_failures)

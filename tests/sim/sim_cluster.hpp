@@ -3,7 +3,9 @@
 // The real Raft node, KV and storage actors run in one actor system whose scheduler is driven by
 // the test, one message or one timer at a time, on simulated time. Between nodes sit link actors
 // (one per direction) that drop, delay, duplicate and reorder messages and honour partitions;
-// the disk is `memory_storage`, which loses unsynced writes when a node crashes. Every random
+// each node's disk is the real `file_storage` on a simulated file system (sim_file_system) that
+// loses power like a real disk: a crash keeps a prefix of the operations issued since the last
+// sync, in issue order, and may tear the last one kept. Every random
 // choice (faults, delays, election jitter) derives from one seed, so a failing run replays
 // exactly from its seed number.
 //
@@ -28,8 +30,9 @@
 #include "actors/kv/state_machine.hpp"
 #include "actors/protocols.hpp"
 #include "actors/raft/node_actor.hpp"
-#include "actors/storage/memory_storage.hpp"
+#include "actors/storage/file_storage.hpp"
 #include "tests/support/linearizability.hpp"
+#include "tests/support/sim_file_system.hpp"
 
 namespace infinity::sim {
 
@@ -54,6 +57,12 @@ struct fault_options {
   /// node has made durable matters most.
   double reboot_new_leader_probability = 0.0;
   caf::timespan max_new_leader_reboot_delay = std::chrono::milliseconds(60);
+  /// Chance that the last write a crash keeps is torn.
+  double tear_probability = 0.25;
+  /// The storage's write buffer and segment size: small ones make a crash land between a
+  /// write and its sync, and segments roll over.
+  std::size_t write_buffer_bytes = 0;
+  uint64_t max_segment_bytes = 16 * 1024;
   /// A node is killed and restarted right after it sent a message while part of its state
   /// (term, vote, log) was not durable yet, with this probability per such message.
   double reboot_while_unsynced_probability = 0.0;
@@ -77,6 +86,18 @@ struct applied_record {
   entry_kind kind;
   std::string data;
   kv_state_machine::apply_effect effect;
+};
+
+/// How often the disk faults struck (summed over a sweep, printed by the tests).
+struct disk_fault_counts {
+  uint64_t torn_writes = 0;
+  uint64_t unsynced_operations_lost = 0;
+  uint64_t crashes_at_disk_calls = 0;
+  uint64_t bit_rots = 0;
+  uint64_t repairs_started = 0;
+  uint64_t repairs_finished = 0;
+  void add(const disk_fault_counts& other);
+  std::string describe() const;
 };
 
 class cluster {
@@ -176,7 +197,17 @@ class cluster {
   /// The live leader with the highest term, if any.
   std::optional<size_t> leader();
   const std::vector<applied_record>& applied(size_t node) const { return nodes_[node].applied; }
-  const memory_storage& disk(size_t node) const { return *nodes_[node].disk; }
+  /// What the node's disk holds durably: everything synced (or what survived its last crash).
+  recovered_state durable_state(size_t node) const;
+  /// Media corruption of a node that is down: a byte of the newest synced log record flips.
+  /// The node then finds damage when it starts and repairs it from the leader.
+  bool rot(size_t node);
+  const disk_fault_counts& disk_faults() const { return disk_faults_; }
+  /// Whether bit rot was injected since the node last started.
+  bool rotten(size_t node) const { return nodes_[node].rotten; }
+  /// The node's next `calls`-th disk operation kills it (a crash in the middle of a write or
+  /// sync, at a system call boundary).
+  void crash_at_disk_call(size_t node, uint64_t calls);
   /// The last events, oldest first, for failure reports.
   std::string trace_tail(size_t lines = 60) const;
   uint64_t steps() const { return steps_; }
@@ -203,7 +234,11 @@ class cluster {
  private:
   struct node_slot {
     std::string id;
-    std::shared_ptr<memory_storage> disk;
+    std::shared_ptr<sim_file_system> fs;
+    /// The node's durable state as its last crash left it (read back by a recovery).
+    recovered_state durable;
+    /// Media corruption was injected since the node last started.
+    bool rotten = false;
     /// Bumped at every crash; fences off the storage actors of earlier lives.
     uint64_t disk_epoch = 0;
     raft_node_actor raft;
@@ -232,8 +267,10 @@ class cluster {
   };
 
   void check_durable_promises(size_t node);
-  void forget_entries_lost_with(size_t crashed);
+  void forget_entries_lost_with(size_t crashed,
+                                const std::vector<std::pair<uint64_t, uint64_t>>& volatile_log);
   bool has_unsynced_state(size_t index);
+  file_storage_options storage_options() const;
   /// A node started alone that has not joined the main cluster yet.
   bool is_lone(size_t index);
 
@@ -253,6 +290,7 @@ class cluster {
   /// links_[from][to]: the actor that carries from's messages to `to`.
   std::vector<std::vector<caf::actor>> links_;
   std::set<std::pair<size_t, size_t>> cut_links_;
+  disk_fault_counts disk_faults_;
   /// Reboots decided by reactive faults: (when, node).
   std::vector<std::pair<caf::timespan, size_t>> scheduled_reboots_;
   void run_scheduled_reboots();
@@ -297,6 +335,7 @@ std::vector<uint64_t> seeds_from_environment(uint64_t default_count);
 /// the seed passes, else a report (seed, violation, trace tail).
 struct random_run_result {
   bool passed = true;
+  disk_fault_counts disk;
   std::string report;
   uint64_t steps = 0;
   uint64_t acknowledged = 0;
@@ -318,6 +357,7 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& optio
 /// Totals of a run over many seeds; failure reports are printed as they happen.
 struct seed_sweep {
   size_t failures = 0;
+  disk_fault_counts disk;
   uint64_t steps = 0;
   uint64_t acknowledged = 0;
   uint64_t crashes = 0;

@@ -24,7 +24,8 @@ BOOST_AUTO_TEST_CASE(random_fault_mix_keeps_raft_safe_and_live) {
   BOOST_TEST(sweep.failures == 0u, sweep.failures << " seeds failed (replay with SIM_SEED=...)");
   std::cout << "simulation: " << seeds.size() << " seeds, " << sweep.failures << " failed, "
             << sweep.steps << " steps, " << sweep.acknowledged << " acknowledged proposals, "
-            << sweep.crashes << " crashes, " << sweep.seconds << " s" << std::endl;
+            << sweep.crashes << " crashes, " << sweep.seconds << " s" << std::endl
+            << "disk faults: " << sweep.disk.describe() << std::endl;
 }
 
 // The checkers must be able to fail: each deliberately broken Raft variant has to be caught by a

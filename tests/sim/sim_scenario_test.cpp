@@ -163,7 +163,7 @@ std::string run_leader_acting_before_its_term_is_durable(raft_config::mutation b
                           "A was not elected\n"
                               << c.describe_nodes());
     auto term = c.node(a).term();
-    BOOST_REQUIRE_LT(c.disk(a).durable().state.term, term); // elected on the others' votes
+    BOOST_REQUIRE_LT(c.durable_state(a).state.term, term); // elected on the others' votes
 
     // A's first write may reach one follower only.
     c.cut(a, others[1]);

@@ -118,11 +118,13 @@ std::string encoded_marker(uint64_t synced_index, uint64_t offset) {
 constexpr std::size_t marker_size = 8 + 25;
 
 std::string hard_state_payload(uint64_t term, const std::string& voted_for,
-                               uint64_t repair_until_index = 0, uint64_t commit_hint = 0) {
-  std::string payload = "IHS2";
+                               uint64_t repair_until_index = 0, uint64_t commit_hint = 0,
+                               uint64_t repair_term = 0) {
+  std::string payload = "IHS3";
   put_le(payload, term, 8);
   put_le(payload, repair_until_index, 8);
   put_le(payload, commit_hint, 8);
+  put_le(payload, repair_term, 8);
   return payload + voted_for;
 }
 
@@ -597,7 +599,7 @@ BOOST_AUTO_TEST_CASE(flipped_byte_in_synced_last_record_is_damage_not_a_cut) {
   }
   const recovered_state repaired = recover_from(*this);
   BOOST_CHECK(!repaired.damage);
-  BOOST_CHECK(repaired.state == (hard_state{3, "a", 10}));
+  BOOST_CHECK(repaired.state == (hard_state{3, "a", 10, 3}));
   check_entries(repaired.entries, concat(make_entries(1, 9, 1), {make_entry(10, 3)}));
 }
 
