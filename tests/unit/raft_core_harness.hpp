@@ -21,8 +21,8 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <ostream>
 #include <optional>
+#include <ostream>
 #include <set>
 #include <string>
 #include <utility>
@@ -38,6 +38,16 @@ inline std::ostream& operator<<(std::ostream& out, raft_role role) {
 }
 inline std::ostream& operator<<(std::ostream& out, reply_status status) {
   return out << to_string(status);
+}
+inline std::ostream& operator<<(std::ostream& out, entry_kind kind) {
+  return out << (kind == entry_kind::noop      ? "noop"
+                 : kind == entry_kind::command ? "command"
+                 : kind == entry_kind::config  ? "config"
+                                               : "unknown");
+}
+inline std::ostream& operator<<(std::ostream& out, const log_entry& entry) {
+  return out << "{term " << entry.term << ", index " << entry.index << ", " << entry.kind << ", '"
+             << entry.data << "'}";
 }
 
 } // namespace infinity
