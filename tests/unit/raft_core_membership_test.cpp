@@ -1,0 +1,256 @@
+// Unit tests of the Raft core: single-server membership changes (thesis §4.1-4.3) through join,
+// and cluster ids. See raft_core_test.cpp for the approach.
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+
+#include "tests/unit/raft_core_harness.hpp"
+
+using namespace infinity;
+using namespace infinity::core_test;
+
+namespace {
+
+/// "a", started like a real node: a membership entry at index 1 and cluster "c1".
+node& add_seed(network& net, const membership& members = {{"a", "raft-a"}},
+               const std::function<void(raft_config&)>& tweak = {}) {
+  auto state = recovered(1, {config_entry(1, 1, members)});
+  state.cluster_id = "c1";
+  auto config = config_for("a", {});
+  if (tweak)
+    tweak(config);
+  return net.add(config, state, 1);
+}
+
+/// "d": a node started to be added (no members, no cluster, nothing in its log).
+node& add_joiner(network& net) {
+  return net.add(config_for("d", {}), recovered_state{}, 4);
+}
+
+bool has_effect(const node& n, raft_effect::kind what, const std::string& id = {}) {
+  return std::any_of(n.effects.begin(), n.effects.end(), [&](const raft_effect& e) {
+    return e.what == what && (id.empty() || e.id == id);
+  });
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(membership_changes, core_fixture)
+
+// Thesis §4.2-4.3: the leader first brings the new server in (here: a probe it answers once it has
+// dropped its lone state), then appends the new configuration; thesis §4.1: "a server always uses
+// the latest configuration in its log, regardless of whether the entry is committed", so the new
+// majority (two of two) is needed at once.
+BOOST_AUTO_TEST_CASE(a_join_probes_the_new_node_then_appends_the_new_configuration) {
+  network net;
+  add_seed(net);
+  add_joiner(net);
+  net.elect("a");
+  auto& a = net.core("a");
+  BOOST_TEST(a.commit_index() == 2u);
+  a.join(1, "d", "raft-d");
+  net.step("a");
+  BOOST_TEST(has_effect(net.at("a"), raft_effect::kind::dial, "d"));
+  BOOST_TEST(net.deliver<join_probe>("a", "d") == 1u);
+  BOOST_TEST(net.deliver<join_probe_reply>("d", "a") == 1u);
+  BOOST_TEST(a.log().at(3).kind == entry_kind::config);
+  BOOST_TEST(a.members().count("d") == 1u);
+  BOOST_TEST(has_effect(net.at("a"), raft_effect::kind::membership_changed));
+  BOOST_TEST(a.commit_index() == 2u); // a alone is no longer a majority
+  net.run();
+  BOOST_TEST(a.commit_index() == 3u);
+  auto& answers = net.at("a").answers;
+  BOOST_TEST_REQUIRE(answers.size() == 1u);
+  BOOST_TEST(answers[0].reply.status == reply_status::ok);
+  BOOST_TEST(answers[0].reply.index == 3u);
+  BOOST_TEST((net.core("d").members() == a.members()));
+  BOOST_TEST(net.at("d").disk.entries == net.at("a").disk.entries);
+}
+
+// The probe resets the joining node: a lone node that bootstrapped itself drops its log and its
+// state machine (it holds no writes), then follows the leader.
+BOOST_AUTO_TEST_CASE(a_joining_node_drops_its_lone_bootstrap_state) {
+  network net;
+  add_seed(net);
+  auto& d = net.add(config_for("d", {"d"}), recovered_state{}, 4);
+  net.elect("d"); // a lone bootstrap: d leads itself and commits a no-op of its own
+  BOOST_TEST(net.core("d").commit_index() == 1u);
+  net.elect("a");
+  net.core("a").join(1, "d", "raft-d");
+  net.step("a");
+  net.run();
+  BOOST_TEST(has_effect(d, raft_effect::kind::reset_state_machine));
+  BOOST_TEST(std::any_of(d.persists.begin(), d.persists.end(),
+                         [](const persist_request& r) { return r.truncate_from == 1u; }));
+  BOOST_TEST(net.core("d").role() == raft_role::follower);
+  BOOST_TEST(net.core("d").leader_id() == "a");
+  BOOST_TEST(d.disk.entries == net.at("a").disk.entries);
+  BOOST_TEST(net.at("a").answers.at(0).reply.status == reply_status::ok);
+}
+
+// Thesis §4.1: "The leader ... must not begin another configuration change until the previous one
+// has committed": busy while a join is pending, and while its entry is uncommitted.
+BOOST_AUTO_TEST_CASE(one_membership_change_at_a_time) {
+  {
+    network net;
+    add_seed(net);
+    net.elect("a");
+    net.core("a").join(1, "d", "raft-d"); // d does not answer (it is not even there)
+    net.core("a").join(2, "e", "raft-e");
+    net.step("a");
+    auto& answers = net.at("a").answers;
+    BOOST_TEST_REQUIRE(answers.size() == 1u);
+    BOOST_TEST(answers[0].request_id == 2u);
+    BOOST_TEST(answers[0].reply.status == reply_status::busy);
+  }
+  {
+    network net;
+    add_seed(net);
+    add_joiner(net);
+    net.elect("a");
+    net.core("a").join(1, "d", "raft-d");
+    net.step("a");
+    net.deliver<join_probe>("a", "d");
+    net.deliver<join_probe_reply>("d", "a"); // {a, d} is in a's log, not committed
+    net.core("a").join(2, "e", "raft-e");
+    net.step("a");
+    auto& answers = net.at("a").answers;
+    BOOST_TEST_REQUIRE(answers.size() == 1u);
+    BOOST_TEST(answers[0].reply.status == reply_status::busy);
+  }
+}
+
+// Thesis §4.1 (and the single-server change bug found on raft-dev in 2015): a leader changes the
+// membership only once it has committed an entry of its own term.
+BOOST_AUTO_TEST_CASE(a_join_waits_for_a_commit_in_the_leaders_term) {
+  network net;
+  add_seed(net, {{"a", "raft-a"}, {"b", "raft-b"}});
+  net.elect_alone("a"); // b is imaginary and has not acknowledged the no-op
+  auto& a = net.core("a");
+  a.join(1, "d", "raft-d");
+  net.step("a");
+  BOOST_TEST_REQUIRE(net.at("a").answers.size() == 1u);
+  BOOST_TEST(net.at("a").answers[0].reply.status == reply_status::busy);
+  net.handle("a", ack("b", a.term(), 1, 2));
+  BOOST_TEST(a.commit_index() == 2u);
+  a.join(2, "d", "raft-d");
+  net.step("a");
+  BOOST_TEST(net.at("a").answers.size() == 1u); // accepted: waiting for d
+  BOOST_TEST(has_effect(net.at("a"), raft_effect::kind::dial, "d"));
+}
+
+// A node that holds writes of its own refuses to be added (they would be discarded), and nothing
+// changes.
+BOOST_AUTO_TEST_CASE(a_node_with_writes_of_its_own_refuses_to_join) {
+  network net;
+  add_seed(net);
+  net.add(config_for("d", {"d"}), recovered(1, {command(1, 1, "mine")}), 4);
+  net.elect("a");
+  auto& a = net.core("a");
+  a.join(1, "d", "raft-d");
+  net.step("a");
+  net.run();
+  auto& answers = net.at("a").answers;
+  BOOST_TEST_REQUIRE(answers.size() == 1u);
+  BOOST_TEST(answers[0].reply.status == reply_status::rejected);
+  BOOST_TEST(answers[0].reply.reason.find("writes of its own") != std::string::npos);
+  BOOST_TEST(a.members().count("d") == 0u);
+  BOOST_TEST(has_effect(net.at("a"), raft_effect::kind::hang_up, "d"));
+  BOOST_TEST(net.core("d").log().last_index() == 1u);
+  BOOST_TEST(net.core("d").log().at(1).data == "mine");
+}
+
+// A join naming another member's address, or a member at another address, or an invalid id is
+// refused; joining again as the same member is harmless.
+BOOST_AUTO_TEST_CASE(a_join_reusing_a_members_address_is_refused) {
+  network net;
+  add_seed(net, {{"a", "raft-a"}, {"b", "raft-b"}});
+  net.elect_alone("a");
+  auto& a = net.core("a");
+  a.join(1, "e", "raft-b");
+  a.join(2, "b", "raft-x");
+  a.join(3, "b", "raft-b");
+  a.join(4, "..", "raft-y");
+  net.step("a");
+  auto& answers = net.at("a").answers;
+  BOOST_TEST_REQUIRE(answers.size() == 4u);
+  BOOST_TEST(answers[0].reply.status == reply_status::rejected);
+  BOOST_TEST(answers[0].reply.reason.find("belongs to member b") != std::string::npos);
+  BOOST_TEST(answers[1].reply.status == reply_status::rejected);
+  BOOST_TEST(answers[2].reply.status == reply_status::ok);
+  BOOST_TEST(answers[3].reply.status == reply_status::rejected);
+  BOOST_TEST(a.members().size() == 2u);
+}
+
+// Thesis §4.1: a follower too uses a configuration as soon as it is in its log, and falls back to
+// the previous one if the entry is truncated away.
+BOOST_AUTO_TEST_CASE(a_follower_uses_a_configuration_as_soon_as_it_is_in_its_log) {
+  network net;
+  membership two{{"f", "raft-f"}, {"l", "raft-l"}};
+  membership three{{"f", "raft-f"}, {"l", "raft-l"}, {"x", "raft-x"}};
+  net.add(config_for("f", {}), recovered(1, {config_entry(1, 1, two)}));
+  auto& f = net.core("f");
+  net.handle("f", append("l", 1, 1, 1, {config_entry(1, 2, three)}));
+  BOOST_TEST(f.commit_index() == 0u);
+  BOOST_TEST((f.members() == three));
+  net.handle("f", append("l", 2, 1, 1, {command(2, 2)}));
+  BOOST_TEST((f.members() == two));
+}
+
+// A join the new node never answers fails after `join_timeout`, and the leader hangs up on it.
+BOOST_AUTO_TEST_CASE(a_join_that_gets_no_answer_times_out) {
+  network net;
+  add_seed(net, {{"a", "raft-a"}}, [](raft_config& c) { c.join_timeout = 5 * c.tick_interval; });
+  net.elect("a");
+  net.core("a").join(1, "d", "raft-d");
+  net.step("a");
+  net.tick("a", 4);
+  BOOST_TEST(net.at("a").answers.empty());
+  net.tick("a");
+  auto& answers = net.at("a").answers;
+  BOOST_TEST_REQUIRE(answers.size() == 1u);
+  BOOST_TEST(answers[0].reply.status == reply_status::unreachable);
+  BOOST_TEST(has_effect(net.at("a"), raft_effect::kind::hang_up, "d"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_FIXTURE_TEST_SUITE(cluster_ids, core_fixture)
+
+// Messages of another cluster are dropped, change nothing, and are reported.
+BOOST_AUTO_TEST_CASE(messages_of_another_cluster_are_dropped_and_reported) {
+  network net;
+  net.expect_violations = true;
+  auto state = recovered(1);
+  state.cluster_id = "c1";
+  net.add(config_for("a", {"a", "b", "c"}), state);
+  auto foreign_append = append("b", 5, 0, 0, {command(5, 1)});
+  foreign_append.cluster_id = "c2";
+  auto foreign_vote = vote_request("c", 5, 9, 5);
+  foreign_vote.cluster_id = "c2";
+  net.handle("a", foreign_append);
+  net.handle("a", foreign_vote);
+  BOOST_TEST(net.core("a").term() == 1u);
+  BOOST_TEST(net.core("a").log().last_index() == 0u);
+  BOOST_TEST(net.queue.empty());
+  BOOST_TEST(net.core("a").protocol_violations().size() == 2u);
+}
+
+// A lone node without a cluster adopts the cluster of the leader that adds it, durably, and from
+// then on stamps its messages with it.
+BOOST_AUTO_TEST_CASE(a_lone_node_adopts_the_cluster_of_the_leader_that_adds_it) {
+  network net;
+  add_seed(net);
+  auto& d = add_joiner(net);
+  net.elect("a");
+  net.core("a").join(1, "d", "raft-d");
+  net.step("a");
+  net.deliver<join_probe>("a", "d");
+  BOOST_TEST(net.core("d").cluster_id() == "c1");
+  BOOST_TEST(d.disk.cluster_id == "c1");
+  auto replies = net.sent<join_probe_reply>("d", "a");
+  BOOST_TEST_REQUIRE(replies.size() == 1u);
+  BOOST_TEST(replies[0].cluster_id == "c1");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
