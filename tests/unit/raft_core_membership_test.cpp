@@ -121,12 +121,15 @@ BOOST_AUTO_TEST_CASE(one_membership_change_at_a_time) {
 }
 
 // Thesis §4.1 (and the single-server change bug found on raft-dev in 2015): a leader changes the
-// membership only once it has committed an entry of its own term.
+// membership only once it has committed an entry of its own term, even when the membership entry
+// itself is known committed (here: learned as a follower of the previous leader).
 BOOST_AUTO_TEST_CASE(a_join_waits_for_a_commit_in_the_leaders_term) {
   network net;
-  add_seed(net, {{"a", "raft-a"}, {"b", "raft-b"}});
-  net.elect_alone("a"); // b is imaginary and has not acknowledged the no-op
+  add_seed(net, {{"a", "raft-a"}, {"b", "raft-b"}, {"c", "raft-c"}});
   auto& a = net.core("a");
+  net.handle("a", append("b", 1, 1, 1, {}, 1)); // b led term 1 and committed the membership
+  BOOST_TEST_REQUIRE(a.commit_index() == 1u);
+  net.elect_alone("a"); // b and c are imaginary; neither has acknowledged a's no-op
   a.join(1, "d", "raft-d");
   net.step("a");
   BOOST_TEST_REQUIRE(net.at("a").answers.size() == 1u);

@@ -69,7 +69,7 @@ BOOST_AUTO_TEST_CASE(an_entry_commits_on_a_majority_and_its_result_is_returned) 
 BOOST_AUTO_TEST_CASE(a_follower_refuses_entries_whose_previous_entry_it_does_not_hold) {
   network net;
   add_follower(net, recovered(1, log_with_terms({1, 1})));
-  net.handle("f", append("l", 2, 3, 1, {command(2, 4)}));
+  net.handle("f", append("l", 2, 5, 1, {command(2, 6)}));
   net.handle("f", append("l", 2, 2, 2, {command(2, 3)}));
   auto replies = net.sent<append_reply>("f", "l");
   BOOST_TEST_REQUIRE(replies.size() == 2u);
