@@ -184,21 +184,31 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_FIXTURE_TEST_SUITE(protocol_aware_recovery, core_fixture)
 
 // Alagappan et al. (FAST 2018): a node whose disk lost entries it may have acknowledged must not
-// help elect a leader that lacks them: it neither campaigns nor votes.
-BOOST_AUTO_TEST_CASE(a_repairing_node_neither_campaigns_nor_votes) {
+// help elect a leader that lacks them. It never campaigns, and it votes only for a candidate whose
+// log is at least as up to date as the one it lost: entries up to the repair mark, of terms no
+// later than the term of the loss.
+BOOST_AUTO_TEST_CASE(a_repairing_node_never_campaigns_and_votes_only_past_what_it_lost) {
   network net;
   auto state = recovered(1, log_with_terms({1, 1}));
   state.state.repair_until_index = 4;
+  state.state.repair_term = 1;
   net.add(config_for("a", three), state);
   net.tick("a", 100);
   BOOST_TEST(net.core("a").role() == raft_role::follower);
   BOOST_TEST(net.core("a").term() == 1u);
   BOOST_TEST(net.sent<request_vote>("a").empty());
-  net.handle("a", vote_request("b", 2, 9, 1, true));
-  net.handle("a", vote_request("b", 2, 9, 1));
-  auto replies = net.sent<vote_reply>("a", "b");
-  BOOST_TEST_REQUIRE(replies.size() == 2u);
-  BOOST_TEST((!replies[0].granted && !replies[1].granted));
+  // b's log ends at (1, 3): it may lack entry 4 that a acknowledged and lost.
+  net.handle("a", vote_request("b", 2, 3, 1, true));
+  net.handle("a", vote_request("b", 2, 3, 1));
+  auto refused = net.sent<vote_reply>("a", "b");
+  BOOST_TEST_REQUIRE(refused.size() == 2u);
+  BOOST_TEST((!refused[0].granted && !refused[1].granted));
+  // c's log ends at (1, 9): it holds whatever a could have had.
+  net.handle("a", vote_request("c", 2, 9, 1, true));
+  net.handle("a", vote_request("c", 2, 9, 1));
+  auto granted = net.sent<vote_reply>("a", "c");
+  BOOST_TEST_REQUIRE(granted.size() == 2u);
+  BOOST_TEST((granted[0].granted && granted[1].granted));
 }
 
 // A repairing follower says so in its acknowledgements and the leader does not count it toward a
