@@ -156,6 +156,49 @@ void handle_join(session_actor* self, uint64_t position, const http::join_reques
           });
 }
 
+void handle_remove(session_actor* self, uint64_t position, const http::remove_request& remove) {
+  auto timeout = self->state.config.write_timeout + std::chrono::seconds(10);
+  self->request(self->state.config.raft, timeout, remove_atom::value, remove.node_id, remove.force)
+      .then(
+          [=](const client_reply& result) {
+            complete(self, position, http::remove_result_response(remove, result));
+          },
+          [=](const caf::error& error) {
+            client_reply unknown;
+            unknown.status = reply_status::timeout;
+            unknown.reason = describe(self, error, timeout);
+            complete(self, position, http::remove_result_response(remove, unknown));
+          });
+}
+
+void handle_transfer(session_actor* self, uint64_t position,
+                     const http::transfer_request& transfer) {
+  auto timeout = self->state.config.write_timeout;
+  self->request(self->state.config.raft, timeout, transfer_atom::value, transfer.node_id)
+      .then(
+          [=](const client_reply& result) {
+            complete(self, position, http::transfer_result_response(transfer, result));
+          },
+          [=](const caf::error& error) {
+            client_reply unknown;
+            unknown.status = reply_status::timeout;
+            unknown.reason = describe(self, error, timeout);
+            complete(self, position, http::transfer_result_response(transfer, unknown));
+          });
+}
+
+void handle_members(session_actor* self, uint64_t position) {
+  auto timeout = self->state.config.status_timeout;
+  self->request(self->state.config.raft, timeout, status_atom::value)
+      .then(
+          [=](const raft_status& status) {
+            complete(self, position, http::members_response(status));
+          },
+          [=](const caf::error& error) {
+            complete(self, position, http::status_failed_response(describe(self, error, timeout)));
+          });
+}
+
 void dispatch(session_actor* self, uint64_t position, const http::api_request& req) {
   if (is_write(req))
     handle_write(self, position, req);
@@ -209,6 +252,12 @@ caf::behavior session_impl(session_actor* self, http_session_config config, resp
           handle_status(self, position);
         } else if (std::holds_alternative<http::join_request>(req.body)) {
           handle_join(self, position, std::get<http::join_request>(req.body));
+        } else if (auto* remove = std::get_if<http::remove_request>(&req.body)) {
+          handle_remove(self, position, *remove);
+        } else if (auto* transfer = std::get_if<http::transfer_request>(&req.body)) {
+          handle_transfer(self, position, *transfer);
+        } else if (std::holds_alternative<http::members_request>(req.body)) {
+          handle_members(self, position);
         } else if (st.waiting.empty() && may_start(st, req)) {
           start(self, position, req);
         } else {

@@ -39,9 +39,13 @@ using sync_atom = caf::atom_constant<caf::atom("sync")>;
 /// request, for deferred work once idle; (storage_maint_atom) for deferred work due anyway.
 using storage_idle_atom = caf::atom_constant<caf::atom("stidle")>;
 using storage_maint_atom = caf::atom_constant<caf::atom("stmaint")>;
-/// Add a voter: (join_atom, id, raft_address) -> client_reply (ok once the new membership is
-/// committed and applied).
+/// Add a voter: (join_atom, id, raft_address) -> client_reply (ok once the node caught up as a
+/// learner and its promotion to voter is committed and applied).
 using join_atom = caf::atom_constant<caf::atom("join")>;
+/// Remove a member: (remove_atom, id, force) -> client_reply (ok once committed and applied).
+using remove_atom = caf::atom_constant<caf::atom("remove")>;
+/// Hand leadership to a voter: (transfer_atom, id or "") -> client_reply.
+using transfer_atom = caf::atom_constant<caf::atom("transfer")>;
 /// Raft node -> KV actor: forget everything (only after a join reset of a node with no writes).
 using kv_reset_atom = caf::atom_constant<caf::atom("kvreset")>;
 /// KV state machine, local copy: (kv_get_atom, key) -> (bool found, std::string value).
@@ -64,7 +68,7 @@ typename Inspector::result_type inspect(Inspector& f, client_reply& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, request_vote& x) {
   return f(caf::meta::type_name("request_vote"), x.from, x.cluster_id, x.term, x.last_log_index,
-           x.last_log_term, x.pre_vote);
+           x.last_log_term, x.pre_vote, x.transfer);
 }
 
 template <class Inspector>
@@ -88,7 +92,7 @@ typename Inspector::result_type inspect(Inspector& f, append_reply& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_request& x) {
   return f(caf::meta::type_name("forward_request"), x.from, x.cluster_id, x.request_id, x.op,
-           x.command, x.member_id, x.member_address);
+           x.command, x.member_id, x.member_address, x.force);
 }
 
 template <class Inspector>
@@ -100,6 +104,17 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, join_probe& x) {
   return f(caf::meta::type_name("join_probe"), x.from, x.cluster_id, x.term, x.leader_address,
            x.probe_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, timeout_now& x) {
+  return f(caf::meta::type_name("timeout_now"), x.from, x.cluster_id, x.term);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_progress& x) {
+  return f(caf::meta::type_name("member_progress"), x.id, x.voter, x.match_index, x.next_index,
+           x.lag, x.last_contact_ms, x.state, x.connected, x.repairing);
 }
 
 template <class Inspector>

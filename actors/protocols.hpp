@@ -22,13 +22,15 @@ using raft_peer_actor =
     caf::typed_actor<caf::reacts_to<request_vote>, caf::reacts_to<vote_reply>,
                      caf::reacts_to<append_entries>, caf::reacts_to<append_reply>,
                      caf::reacts_to<forward_request>, caf::reacts_to<forward_reply>,
-                     caf::reacts_to<join_probe>, caf::reacts_to<join_probe_reply>>;
+                     caf::reacts_to<join_probe>, caf::reacts_to<join_probe_reply>, caf::reacts_to<timeout_now>>;
 
 using raft_node_actor = raft_peer_actor::extend<
     // Clients (local only).
     caf::replies_to<propose_atom, std::string>::with<client_reply>,
     caf::replies_to<read_atom>::with<client_reply>,
     caf::replies_to<join_atom, std::string, std::string>::with<client_reply>,
+    caf::replies_to<remove_atom, std::string, bool>::with<client_reply>,
+    caf::replies_to<transfer_atom, std::string>::with<client_reply>,
     caf::replies_to<status_atom>::with<raft_status>,
     // Local seams (only from this process).
     caf::reacts_to<tick_atom>, caf::reacts_to<flush_atom>,

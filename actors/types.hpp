@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace infinity {
@@ -96,6 +97,9 @@ struct request_vote {
   uint64_t last_log_index = 0;
   uint64_t last_log_term = 0;
   bool pre_vote = false;
+  /// The leader handed its leadership to the sender (TimeoutNow, thesis §3.10): voters that
+  /// still hear from that leader vote anyway.
+  bool transfer = false;
 };
 
 struct vote_reply {
@@ -142,7 +146,7 @@ struct append_reply {
 };
 
 /// A client request a follower passes to the leader (one hop, never forwarded again).
-enum class forwarded_op : uint8_t { write = 0, read = 1, join = 2 };
+enum class forwarded_op : uint8_t { write = 0, read = 1, join = 2, remove = 3, transfer = 4 };
 
 struct forward_request {
   std::string from;
@@ -152,9 +156,12 @@ struct forward_request {
   forwarded_op op = forwarded_op::write;
   /// write: the encoded command.
   std::string command;
-  /// join: the node to add and its Raft address.
+  /// join: the node to add and its Raft address; remove: the node to remove; transfer: the
+  /// node to hand leadership to (empty: the most up to date voter).
   std::string member_id;
   std::string member_address;
+  /// remove: even if the remaining voters reachable now could not form a quorum.
+  bool force = false;
 };
 
 struct forward_reply {
@@ -174,6 +181,13 @@ struct join_probe {
   /// The leader's Raft address, so the new node can connect back.
   std::string leader_address;
   uint64_t probe_id = 0;
+};
+
+/// Leader -> the voter it hands leadership to: campaign now, skipping pre-vote (thesis §3.10).
+struct timeout_now {
+  std::string from;
+  std::string cluster_id;
+  uint64_t term = 0;
 };
 
 struct join_probe_reply {
@@ -304,6 +318,22 @@ enum class raft_role : uint8_t { follower = 0, pre_candidate = 1, candidate = 2,
 
 const char* to_string(raft_role role);
 
+/// One follower's replication as its leader sees it.
+struct member_progress {
+  std::string id;
+  bool voter = true;
+  uint64_t match_index = 0;
+  uint64_t next_index = 0;
+  /// Entries the follower is behind the leader's last index.
+  uint64_t lag = 0;
+  /// Time since the follower last answered.
+  uint64_t last_contact_ms = 0;
+  /// "probe", "replicate" or "snapshot".
+  std::string state;
+  bool connected = false;
+  bool repairing = false;
+};
+
 struct raft_status {
   std::string id;
   raft_role role = raft_role::follower;
@@ -320,6 +350,17 @@ struct raft_status {
   /// Nonzero while the node repairs entries its storage lost (protocol-aware recovery): it
   /// neither votes nor counts toward a commit until it has caught up to this index.
   uint64_t repair_until_index = 0;
+  /// Non-voting members (joining nodes catching up).
+  std::vector<std::string> learners;
+  /// Every member's Raft address, voters and learners.
+  std::vector<std::pair<std::string, std::string>> addresses;
+  /// As the leader sees its followers (empty on other nodes).
+  std::vector<member_progress> progress;
+  /// This node was removed from the cluster (at `removed_at_index`) and no longer serves.
+  bool removed = false;
+  uint64_t removed_at_index = 0;
+  /// The voter leadership is being handed to, while a transfer is in progress.
+  std::string transfer_target;
 };
 
 } // namespace infinity

@@ -1,5 +1,7 @@
 #include "net/http_api.hpp"
 
+#include <algorithm>
+
 #include "actors/raft/membership.hpp"
 
 #include <boost/json.hpp>
@@ -207,7 +209,7 @@ parsed_request parse_request(std::string_view method, std::string_view target,
   auto query =
       question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
 
-  enum class endpoint { set, get, join, status };
+  enum class endpoint { set, get, join, status, remove, transfer, members };
   endpoint which;
   std::string_view allowed;
   if (path == "/set") {
@@ -221,6 +223,15 @@ parsed_request parse_request(std::string_view method, std::string_view target,
     allowed = "POST";
   } else if (path == "/status") {
     which = endpoint::status;
+    allowed = "GET";
+  } else if (path == "/remove") {
+    which = endpoint::remove;
+    allowed = "POST";
+  } else if (path == "/transfer-leader") {
+    which = endpoint::transfer;
+    allowed = "POST";
+  } else if (path == "/members") {
+    which = endpoint::members;
     allowed = "GET";
   } else {
     return api_error{404, "no such endpoint: " + quote_input(path), {}};
@@ -299,6 +310,38 @@ parsed_request parse_request(std::string_view method, std::string_view target,
   case endpoint::status:
     request.body = status_request{};
     break;
+  case endpoint::members:
+    request.body = members_request{};
+    break;
+  case endpoint::remove:
+  case endpoint::transfer: {
+    auto node_id = params.get("nodeid");
+    auto force_text = params.get("force");
+    if (params.error)
+      return *params.error;
+    if (which == endpoint::remove && !node_id)
+      return api_error{400, "missing query parameter 'nodeid'", {}};
+    if (node_id && !is_valid_node_id(*node_id))
+      return api_error{400,
+                       "nodeid must be 1 to 64 characters from [A-Za-z0-9._-], not " +
+                           quote_input(*node_id),
+                       {}};
+    if (which == endpoint::transfer) {
+      if (force_text)
+        return api_error{400, "force applies to /remove only", {}};
+      request.body = transfer_request{node_id.value_or(std::string{})};
+      break;
+    }
+    bool force = false;
+    if (force_text) {
+      auto flag = parse_flag(*force_text);
+      if (!flag)
+        return api_error{400, "force must be true, false, 1 or 0", {}};
+      force = *flag;
+    }
+    request.body = remove_request{std::move(*node_id), force};
+    break;
+  }
   }
   if (params.error)
     return *params.error;
@@ -632,6 +675,54 @@ api_response join_result_response(const join_request& request, const client_repl
                                          {"index", result.index}});
 }
 
+api_response remove_result_response(const remove_request& request, const client_reply& result) {
+  if (result.status != reply_status::ok)
+    return proposal_failure(result, "removal");
+  return json_response(200, json::object{{"nodeid", request.node_id}, {"index", result.index}});
+}
+
+api_response transfer_result_response(const transfer_request& request, const client_reply& result) {
+  if (result.status != reply_status::ok)
+    return proposal_failure(result, "leadership transfer");
+  auto leader = result.leader_id.empty() ? request.node_id : result.leader_id;
+  return json_response(200,
+                       json::object{{"leader", leader_json(leader)}, {"detail", result.reason}});
+}
+
+namespace {
+
+json::array progress_json(const raft_status& status) {
+  json::array progress;
+  for (const auto& p : status.progress)
+    progress.emplace_back(json::object{{"id", p.id},
+                                       {"voter", p.voter},
+                                       {"match_index", p.match_index},
+                                       {"next_index", p.next_index},
+                                       {"lag", p.lag},
+                                       {"last_contact_ms", p.last_contact_ms},
+                                       {"state", p.state},
+                                       {"connected", p.connected},
+                                       {"repairing", p.repairing}});
+  return progress;
+}
+
+} // namespace
+
+api_response members_response(const raft_status& status) {
+  json::array members;
+  for (const auto& [id, address] : status.addresses) {
+    bool learner =
+        std::find(status.learners.begin(), status.learners.end(), id) != status.learners.end();
+    members.emplace_back(json::object{{"id", id},
+                                      {"raft_address", address},
+                                      {"role", learner ? "learner" : "voter"},
+                                      {"leader", id == status.leader_id}});
+  }
+  return json_response(200, json::object{{"members", std::move(members)},
+                                         {"leader", leader_json(status.leader_id)},
+                                         {"progress", progress_json(status)}});
+}
+
 api_response write_failed_response(const write_request&, std::string_view reason) {
   return json_response(500,
                        json::object{{"error", "the write got no answer (" + std::string{reason} +
@@ -686,16 +777,29 @@ api_response status_response(const raft_status& status) {
   json::array members;
   for (const auto& member : status.members)
     members.emplace_back(member);
-  return json_response(200, json::object{{"id", status.id},
-                                         {"role", to_string(status.role)},
-                                         {"term", status.term},
-                                         {"leader", leader_json(status.leader_id)},
-                                         {"commit_index", status.commit_index},
-                                         {"applied_index", status.applied_index},
-                                         {"last_log_index", status.last_log_index},
-                                         {"members", std::move(members)},
-                                         {"leader_http", leader_json(status.leader_http)},
-                                         {"leader_raft", leader_json(status.leader_raft)}});
+  json::array learners;
+  for (const auto& learner : status.learners)
+    learners.emplace_back(learner);
+  json::object body{{"id", status.id},
+                    {"role", status.removed ? "removed" : to_string(status.role)},
+                    {"term", status.term},
+                    {"leader", leader_json(status.leader_id)},
+                    {"commit_index", status.commit_index},
+                    {"applied_index", status.applied_index},
+                    {"last_log_index", status.last_log_index},
+                    {"members", std::move(members)},
+                    {"learners", std::move(learners)},
+                    {"leader_http", leader_json(status.leader_http)},
+                    {"leader_raft", leader_json(status.leader_raft)},
+                    {"cluster_id", status.cluster_id},
+                    {"progress", progress_json(status)}};
+  if (status.repair_until_index > 0)
+    body["repairing_until_index"] = status.repair_until_index;
+  if (status.removed)
+    body["removed_at_index"] = status.removed_at_index;
+  if (!status.transfer_target.empty())
+    body["transferring_to"] = status.transfer_target;
+  return json_response(200, std::move(body));
 }
 
 api_response status_failed_response(std::string_view reason) {

@@ -69,8 +69,24 @@ struct join_request {
 
 struct status_request {};
 
+/// POST /remove?nodeid=ID[&force=1]
+struct remove_request {
+  std::string node_id;
+  bool force = false;
+};
+
+/// POST /transfer-leader[?nodeid=ID] (empty: the most up to date voter).
+struct transfer_request {
+  std::string node_id;
+};
+
+/// GET /members
+struct members_request {};
+
 struct api_request {
-  std::variant<write_request, get_request, join_request, status_request> body;
+  std::variant<write_request, get_request, join_request, status_request, remove_request,
+               transfer_request, members_request>
+      body;
   /// The client prefers a 307 to the leader over a 503 (`redirect=true`).
   bool redirect = false;
   /// Path and query as received, so a redirect can point at the same resource on the leader.
@@ -189,6 +205,10 @@ api_response write_response(const write_request& request, const client_reply& re
 /// For when joins are wired to Raft's (join_atom, id, addr): the same mapping as writes, with
 /// 200 {"nodeid", "nodeaddr", "index"} on success.
 api_response join_result_response(const join_request& request, const client_reply& result);
+api_response remove_result_response(const remove_request& request, const client_reply& result);
+api_response transfer_result_response(const transfer_request& request, const client_reply& result);
+/// GET /members: voters and learners with their addresses, and (on the leader) their progress.
+api_response members_response(const raft_status& status);
 
 /// The proposal got no answer at all (actor timeout or gone): the outcome is unknown -> 500.
 api_response write_failed_response(const write_request& request, std::string_view reason);

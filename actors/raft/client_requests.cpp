@@ -11,6 +11,13 @@ namespace infinity {
 
 client_reply raft_core::refusal() const {
   client_reply reply;
+  if (removed()) {
+    reply.status = reply_status::rejected;
+    reply.term = term_;
+    reply.reason = "this node was removed from the cluster (configuration at index " +
+                   std::to_string(removed_at_) + ")";
+    return reply;
+  }
   reply.status = leader_id_.empty() ? reply_status::no_leader : reply_status::not_leader;
   reply.term = term_;
   reply.leader_id = leader_id_;
@@ -37,7 +44,9 @@ void raft_core::answer(const request_origin& origin, client_reply reply) {
 // -------------------------------------------------------------------------------------
 
 void raft_core::propose(uint64_t request_id, std::string command) {
-  if (auto* leader = leader_state())
+  if (removed())
+    answer(request_origin{{}, request_id}, refusal());
+  else if (auto* leader = leader_state())
     propose_as_leader(*leader, request_origin{{}, request_id}, std::move(command));
   else
     forward(request_id, forwarded_op::write, std::move(command), {}, {});
@@ -72,6 +81,11 @@ void raft_core::flush() {
 // -----------------------------------------------------------------------------------------
 
 void raft_core::read(uint64_t request_id) {
+  if (removed()) {
+    answer(request_origin{{}, request_id}, refusal());
+    finish_step();
+    return;
+  }
   if (auto* leader = leader_state()) {
     read_as_leader(*leader, request_origin{{}, request_id});
     finish_step();
@@ -152,7 +166,7 @@ void raft_core::serve_follower_reads() {
 // ------------------------------------------------------------------------------------
 
 void raft_core::forward(uint64_t request_id, forwarded_op op, std::string command,
-                        std::string member_id, std::string member_address) {
+                        std::string member_id, std::string member_address, bool force) {
   // One hop at most: a forwarded request is never forwarded again (see handle(forward_request)).
   if (leader_id_.empty() || connected_.count(leader_id_) == 0) {
     answer(request_origin{{}, request_id}, refusal());
@@ -169,7 +183,19 @@ void raft_core::forward(uint64_t request_id, forwarded_op op, std::string comman
   request.command = std::move(command);
   request.member_id = std::move(member_id);
   request.member_address = std::move(member_address);
+  request.force = force;
   send(leader_id_, std::move(request));
+}
+
+void raft_core::forward_handed_over() {
+  if (handover_.empty() || leader_id_.empty() || leader_state() ||
+      connected_.count(leader_id_) == 0)
+    return;
+  auto waiting = std::move(handover_);
+  handover_.clear();
+  for (auto& request : waiting)
+    forward(request.request_id, request.op, std::move(request.command),
+            std::move(request.member_id), {}, request.force);
 }
 
 bool raft_core::first_time(const std::string& peer, uint64_t id) {
@@ -207,6 +233,12 @@ void raft_core::handle(const forward_request& request) {
     case forwarded_op::join:
       join_as_leader(*leader, std::move(origin), request.member_id, request.member_address);
       break;
+    case forwarded_op::remove:
+      remove_as_leader(*leader, std::move(origin), request.member_id, request.force);
+      break;
+    case forwarded_op::transfer:
+      transfer_as_leader(*leader, std::move(origin), request.member_id);
+      break;
     default:
       violation(request.from, "forwarded request of unknown kind");
     }
@@ -236,6 +268,15 @@ void raft_core::handle(const forward_reply& reply) {
 }
 
 void raft_core::tick_forwarded() {
+  for (auto i = handover_.begin(); i != handover_.end();) {
+    if (--i->ticks_left > 0) {
+      ++i;
+      continue;
+    }
+    // No new leader showed up in time: the request was never appended anywhere.
+    answer(request_origin{{}, i->request_id}, refusal());
+    i = handover_.erase(i);
+  }
   for (auto i = forwarded_.begin(); i != forwarded_.end();) {
     if (--i->second.ticks_left > 0) {
       ++i;
@@ -266,6 +307,17 @@ void raft_core::fail_forwarded_to(const std::string& peer) {
 }
 
 void raft_core::fail_leader_requests(leader_role& leader, reply_status status) {
+  // Proposals paused for a transfer were never appended: "nothing changed" is the truth.
+  for (auto& [origin, command] : leader.paused)
+    answer(origin, refusal());
+  leader.paused.clear();
+  if (leader.transfer) {
+    client_reply failed;
+    failed.status = status;
+    failed.term = term_;
+    answer(leader.transfer->origin, std::move(failed));
+    leader.transfer.reset();
+  }
   client_reply reply;
   reply.status = status;
   reply.term = term_;

@@ -59,13 +59,16 @@ void raft_core::peer_up(const std::string& id) {
     return;
   connected_.insert(id);
   if (auto* leader = leader_state()) {
-    if (leader->join && leader->join->id == id && !leader->join->probe_sent)
+    if (leader->join && leader->join->id == id && !leader->join->probe_sent &&
+        leader->join->step == leader_role::pending_join::phase::probing)
       send_join_probe(*leader);
     if (auto i = leader->progress.find(id); i != leader->progress.end()) {
       i->second.restart_probe();
       send_append(*leader, id, false);
     }
   }
+  if (id == leader_id_)
+    forward_handed_over();
   finish_step();
 }
 
@@ -241,6 +244,30 @@ raft_status raft_core::status() const {
   }
   result.cluster_id = cluster_id_;
   result.repair_until_index = repair_until_;
+  for (const auto& [member, address] : learners_)
+    result.learners.push_back(member);
+  for (const auto& [member, address] : configuration{members_, learners_}.everyone())
+    result.addresses.emplace_back(member, address);
+  result.removed = removed();
+  result.removed_at_index = removed_at_;
+  if (auto* leader = std::get_if<leader_role>(&role_)) {
+    if (leader->transfer)
+      result.transfer_target = leader->transfer->target;
+    for (const auto& [peer, progress] : leader->progress) {
+      member_progress p;
+      p.id = peer;
+      p.voter = members_.count(peer) > 0;
+      p.match_index = progress.match_index();
+      p.next_index = progress.next_index();
+      p.lag = log_.last_index() - std::min(progress.match_index(), log_.last_index());
+      p.last_contact_ms =
+          uint64_t{progress.silent_ticks} * static_cast<uint64_t>(config_.tick_interval.count());
+      p.state = progress.state() == follower_progress::mode::probe ? "probe" : "replicate";
+      p.connected = connected_.count(peer) > 0;
+      p.repairing = progress.repairing;
+      result.progress.push_back(std::move(p));
+    }
+  }
   return result;
 }
 

@@ -68,6 +68,7 @@ class raft_core {
   void handle(const forward_reply& reply);
   void handle(const join_probe& probe);
   void handle(const join_probe_reply& reply);
+  void handle(const timeout_now& request);
   void handle(peer_rpc rpc);
 
   /// One tick of the logical clock.
@@ -80,8 +81,14 @@ class raft_core {
   /// A linearizable read barrier: answered ok with an index once reading this node's state
   /// machine at that index is linearizable.
   void read(uint64_t request_id);
-  /// Adds a voter (one change at a time).
+  /// Adds a voter (one change at a time): as a learner first, promoted once caught up.
   void join(uint64_t request_id, std::string id, std::string address);
+  /// Removes a voter or learner (one change at a time). Refused when the remaining voters
+  /// reachable now could not form a quorum, unless `force`. A leader removing itself hands its
+  /// leadership over first.
+  void remove(uint64_t request_id, std::string id, bool force);
+  /// Hands leadership to `target` (empty: the most up to date voter).
+  void transfer(uint64_t request_id, std::string target);
 
   /// Storage made persist request `seq` (and every earlier one) durable.
   void persisted(uint64_t seq);
@@ -114,7 +121,10 @@ class raft_core {
   }
   const raft_log& log() const { return log_; }
   raft_log& mutable_log_for_checks() { return log_; }
+  /// The voters in effect.
   const membership& members() const { return members_; }
+  const membership& learners() const { return learners_; }
+  bool removed() const { return removed_at_ > 0; }
   const std::string& cluster_id() const { return cluster_id_; }
   uint64_t repair_until_index() const { return repair_until_; }
   raft_status status() const;
@@ -141,7 +151,7 @@ class raft_core {
   bool accept_term(uint64_t message_term, message_kind kind, const std::string& from);
   void become_follower(uint64_t term, const std::string& leader);
   void become_pre_candidate();
-  void become_candidate();
+  void become_candidate(bool transfer = false);
   void become_leader();
   void record_vote(const std::string& voter, bool granted);
   void tally_votes();
@@ -181,7 +191,7 @@ class raft_core {
   client_reply refusal() const;
   /// Not leader: pass a local client's request to the leader (one hop), or refuse.
   void forward(uint64_t request_id, forwarded_op op, std::string command, std::string member_id,
-               std::string member_address);
+               std::string member_address, bool force = false);
   void tick_forwarded();
   void fail_forwarded_to(const std::string& peer);
   void serve_follower_reads();
@@ -195,10 +205,24 @@ class raft_core {
                       std::string address);
   void send_join_probe(leader_role& leader);
   void tick_join(leader_role& leader);
+  /// A learner of a pending join caught up: promote it.
+  void maybe_promote(leader_role& leader);
+  void remove_as_leader(leader_role& leader, request_origin origin, const std::string& id,
+                        bool force);
+  void transfer_as_leader(leader_role& leader, request_origin origin, std::string target,
+                          bool then_remove_self = false, bool force = false);
+  void tick_transfer(leader_role& leader);
+  void maybe_send_timeout_now(leader_role& leader);
+  /// Appends a configuration entry and adopts it (leader only).
+  uint64_t append_configuration(leader_role& leader, configuration next);
+  /// Is a membership change allowed now? Empty if so, else why not (status busy).
+  std::string change_blocked(const leader_role& leader) const;
   void refresh_membership();
   void adopt_membership(const log_entry& entry);
-  void set_membership(membership members, uint64_t index);
+  void set_configuration(configuration next, uint64_t index);
   size_t quorum() const { return members_.size() / 2 + 1; }
+  /// Members that left the configuration: hang up once the change that removed them commits.
+  void hang_up_departed();
 
   // -- core.cpp
   // ------------------------------------------------------------------------------------
@@ -257,9 +281,26 @@ class raft_core {
   /// Peers with a live connection (messages to others are lost).
   std::set<std::string> connected_;
 
-  // Membership in effect: the latest config entry in the log (or the bootstrap members).
+  // Configuration in effect: the latest config entry in the log (or the bootstrap members).
   membership members_;
+  membership learners_;
   uint64_t membership_index_ = 0;
+  /// Members dropped by the configuration in effect, to hang up on once it commits.
+  std::map<std::string, uint64_t> departed_;
+  /// Nonzero once a configuration without this node (which was a member) is in effect.
+  uint64_t removed_at_ = 0;
+  /// Local requests that arrived while leadership was handed over: passed to the new leader as
+  /// soon as it is known (or failed as "no leader" when none shows up in time).
+  struct handed_over {
+    uint64_t request_id = 0;
+    forwarded_op op = forwarded_op::write;
+    std::string command;
+    std::string member_id;
+    bool force = false;
+    uint32_t ticks_left = 0;
+  };
+  std::vector<handed_over> handover_;
+  void forward_handed_over();
 
   /// Local client requests passed to the leader and not answered yet, by forward id.
   struct forwarded_call {

@@ -33,7 +33,8 @@ bool raft_core::accept_term(uint64_t message_term, message_kind kind, const std:
   if (message_term > term_) {
     bool is_vote_request =
         kind == message_kind::vote_request || kind == message_kind::pre_vote_request;
-    // A node that heard from a live leader recently refuses to help depose it (thesis §9.6).
+    // A node that heard from a live leader recently refuses to help depose it (thesis §9.6),
+    // unless that leader handed its leadership over (thesis §3.10).
     if (is_vote_request && in_lease())
       return false;
     // Pre-votes and granted pre-vote replies carry a hypothetical term: they change nothing.
@@ -71,6 +72,40 @@ void raft_core::become_follower(uint64_t term, const std::string& leader) {
   if (auto* previous = leader_state()) {
     leader_role ended = std::move(*previous);
     role_ = follower_role{};
+    if (ended.transfer) {
+      // Handed over: what waited goes to the new leader once it is known.
+      auto& transfer = *ended.transfer;
+      client_reply done;
+      done.term = term;
+      done.leader_id = transfer.target;
+      done.reason = "leadership handed to " + transfer.target;
+      if (transfer.then_remove_self && transfer.origin.local()) {
+        handover_.push_back(handed_over{transfer.origin.request_id,
+                                        forwarded_op::remove,
+                                        {},
+                                        config_.id,
+                                        transfer.force,
+                                        config_.ticks_for(config_.forward_timeout)});
+      } else if (transfer.then_remove_self) {
+        done.status = reply_status::not_leader;
+        answer(transfer.origin, std::move(done));
+      } else {
+        answer(transfer.origin, std::move(done));
+      }
+      for (auto& [origin, command] : ended.paused) {
+        if (origin.local())
+          handover_.push_back(handed_over{origin.request_id,
+                                          forwarded_op::write,
+                                          std::move(command),
+                                          {},
+                                          false,
+                                          config_.ticks_for(config_.forward_timeout)});
+        else
+          answer(origin, refusal()); // nothing was appended: the forwarder's client retries
+      }
+      ended.paused.clear();
+      ended.transfer.reset();
+    }
     fail_leader_requests(ended, reply_status::leadership_lost);
   }
   role_ = follower_role{};
@@ -99,7 +134,7 @@ void raft_core::become_pre_candidate() {
   record_vote(config_.id, true);
 }
 
-void raft_core::become_candidate() {
+void raft_core::become_candidate(bool transfer) {
   RAFT_INVARIANT(!leader_state(), "a leader does not campaign");
   term_ += 1;
   voted_for_ = config_.id;
@@ -115,6 +150,7 @@ void raft_core::become_candidate() {
   request.term = term_;
   request.last_log_index = log_.last_index();
   request.last_log_term = log_.last_term();
+  request.transfer = transfer;
   for (const auto& [member, address] : members_)
     if (member != config_.id)
       send_vote_request(member, request);
@@ -154,6 +190,9 @@ void raft_core::handle(const request_vote& request) {
   if (!same_cluster(request.from, request.cluster_id))
     return;
   auto kind = request.pre_vote ? message_kind::pre_vote_request : message_kind::vote_request;
+  // A transfer's vote request may depose the leader that asked for it, lease or not.
+  if (request.transfer && request.term > term_ && !request.pre_vote)
+    kind = message_kind::other;
   if (!accept_term(request.term, kind, request.from)) {
     finish_step();
     return;

@@ -145,6 +145,7 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
       [self](forward_reply& rpc) { on_rpc(self, rpc); },
       [self](join_probe& rpc) { on_rpc(self, rpc); },
       [self](join_probe_reply& rpc) { on_rpc(self, rpc); },
+      [self](timeout_now& rpc) { on_rpc(self, rpc); },
       [self](propose_atom, std::string& command) -> caf::result<client_reply> {
         if (!from_this_process(self))
           return not_from_here();
@@ -169,6 +170,24 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
         uint64_t id = 0;
         auto promise = new_client(self, id);
         self->state.core->join(id, std::move(node_id), std::move(address));
+        carry_out(self);
+        return promise;
+      },
+      [self](remove_atom, std::string& node_id, bool force) -> caf::result<client_reply> {
+        if (!from_this_process(self))
+          return not_from_here();
+        uint64_t id = 0;
+        auto promise = new_client(self, id);
+        self->state.core->remove(id, std::move(node_id), force);
+        carry_out(self);
+        return promise;
+      },
+      [self](transfer_atom, std::string& target) -> caf::result<client_reply> {
+        if (!from_this_process(self))
+          return not_from_here();
+        uint64_t id = 0;
+        auto promise = new_client(self, id);
+        self->state.core->transfer(id, std::move(target));
         carry_out(self);
         return promise;
       },

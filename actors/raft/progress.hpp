@@ -53,6 +53,8 @@ class follower_progress {
   bool recently_active = true;
   /// The follower said it is repairing lost entries: its match does not count toward commit.
   bool repairing = false;
+  /// Ticks since the follower last answered anything.
+  uint32_t silent_ticks = 0;
 
  private:
   mode state_ = mode::probe;

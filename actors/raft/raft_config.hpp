@@ -32,6 +32,11 @@ struct raft_config {
   std::chrono::milliseconds forward_timeout{3000};
   /// How long a join may wait for the new node to answer.
   std::chrono::milliseconds join_timeout{5000};
+  /// A joining node is promoted from learner to voter once it is at most this many entries
+  /// behind the leader's commit index...
+  uint64_t promote_max_lag = 128;
+  /// ...and is removed again (the join fails) if it has not caught up within this time.
+  std::chrono::milliseconds catch_up_timeout{60000};
   /// Raft thesis §9.6: campaign only after a pre-vote round shows a quorum would vote.
   bool pre_vote = true;
   /// Raft thesis §6.2: a leader that hears from no quorum for an election timeout steps down,

@@ -19,8 +19,9 @@
 namespace infinity {
 
 /// Every message one Raft node sends another.
-using peer_rpc = std::variant<request_vote, vote_reply, append_entries, append_reply,
-                              forward_request, forward_reply, join_probe, join_probe_reply>;
+using peer_rpc =
+    std::variant<request_vote, vote_reply, append_entries, append_reply, forward_request,
+                 forward_reply, join_probe, join_probe_reply, timeout_now>;
 
 struct outbound_message {
   std::string to;

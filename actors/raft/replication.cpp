@@ -66,6 +66,7 @@ void raft_core::handle(append_entries& request) {
     leader_id_ = request.from;
     event("leader is " + leader_id_ + " in term " + std::to_string(term_));
   }
+  forward_handed_over();
   election_elapsed_ = 0;
   leader_http_ = request.leader_http;
 
@@ -224,13 +225,18 @@ void raft_core::handle(const append_reply& reply) {
   }
   auto& progress = i->second;
   progress.recently_active = true;
+  progress.silent_ticks = 0;
   progress.repairing = reply.repairing;
   progress.acked_round = std::max(progress.acked_round, reply.round);
   if (reply.success) {
     progress.accepted(reply.match_index);
     maybe_commit();
-    if ((leader = leader_state()) != nullptr)
+    if ((leader = leader_state()) != nullptr) {
       confirm_reads(*leader);
+      maybe_promote(*leader);
+    }
+    if ((leader = leader_state()) != nullptr)
+      maybe_send_timeout_now(*leader);
   } else {
     if (reply.prev_log_index < progress.match_index()) {
       finish_step();
@@ -318,6 +324,9 @@ void raft_core::advance_commit(uint64_t index) {
   RAFT_INVARIANT(index <= log_.last_index(), "commit beyond the log");
   commit_index_ = index;
   maybe_apply();
+  hang_up_departed();
+  if (auto* leader = leader_state())
+    maybe_promote(*leader);
 }
 
 void raft_core::maybe_apply() {

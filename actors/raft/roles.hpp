@@ -58,16 +58,35 @@ struct leader_role {
   uint64_t round = 0;
   bool read_round_requested = false;
 
-  /// A join waiting for the new node to answer the probe (one change at a time).
+  /// A join in progress (one membership change at a time): first the probe of the new node,
+  /// then the new node catching up as a learner until it is promoted to voter.
   struct pending_join {
+    enum class phase { probing, catching_up };
+    phase step = phase::probing;
     std::string id;
     std::string address;
     request_origin origin;
     uint32_t ticks = 0;
     uint64_t probe_id = 0;
     bool probe_sent = false;
+    /// Index of the configuration entry that added the node as a learner.
+    uint64_t learner_index = 0;
   };
   std::optional<pending_join> join;
+
+  /// A leadership transfer in progress (thesis §3.10): proposals wait meanwhile.
+  struct pending_transfer {
+    std::string target;
+    request_origin origin;
+    uint32_t ticks = 0;
+    bool timeout_now_sent = false;
+    /// The leader removes itself: once the new leader is known, the removal goes to it.
+    bool then_remove_self = false;
+    bool force = false;
+  };
+  std::optional<pending_transfer> transfer;
+  /// Proposals that arrived during a transfer, in arrival order.
+  std::vector<std::pair<request_origin, std::string>> paused;
   uint32_t heartbeat_elapsed = 0;
 };
 

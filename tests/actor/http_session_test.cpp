@@ -61,6 +61,7 @@ stub_raft_actor::behavior_type stub_raft(stub_raft_actor::stateful_pointer<stub_
       [=](forward_reply&) {},
       [=](join_probe&) {},
       [=](join_probe_reply&) {},
+      [=](timeout_now&) {},
       [=](propose_atom, const std::string& encoded) -> caf::result<client_reply> {
         kv_command command;
         BOOST_REQUIRE(decode_command(encoded, command));
@@ -76,6 +77,16 @@ stub_raft_actor::behavior_type stub_raft(stub_raft_actor::stateful_pointer<stub_
         return promise;
       },
       [=](join_atom, const std::string&, const std::string&) -> caf::result<client_reply> {
+        client_reply busy;
+        busy.status = reply_status::busy;
+        return busy;
+      },
+      [=](remove_atom, const std::string&, bool) -> caf::result<client_reply> {
+        client_reply busy;
+        busy.status = reply_status::busy;
+        return busy;
+      },
+      [=](transfer_atom, const std::string&) -> caf::result<client_reply> {
         client_reply busy;
         busy.status = reply_status::busy;
         return busy;

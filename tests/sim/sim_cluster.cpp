@@ -138,6 +138,7 @@ sim_link_actor::behavior_type link_impl(sim_link_actor::stateful_pointer<link_st
       [=](forward_reply& m) { carry(caf::make_message(std::move(m))); },
       [=](join_probe& m) { carry(caf::make_message(std::move(m))); },
       [=](join_probe_reply& m) { carry(caf::make_message(std::move(m))); },
+      [=](timeout_now& m) { carry(caf::make_message(std::move(m))); },
       [=](deliver_atom, uint64_t id) {
         auto i = self->state.in_flight.find(id);
         if (i == self->state.in_flight.end())

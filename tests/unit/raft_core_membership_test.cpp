@@ -38,9 +38,10 @@ bool has_effect(const node& n, raft_effect::kind what, const std::string& id = {
 BOOST_FIXTURE_TEST_SUITE(membership_changes, core_fixture)
 
 // Thesis §4.2-4.3: the leader first brings the new server in (here: a probe it answers once it has
-// dropped its lone state), then appends the new configuration; thesis §4.1: "a server always uses
-// the latest configuration in its log, regardless of whether the entry is committed", so the new
-// majority (two of two) is needed at once.
+// dropped its lone state), then adds it as a non-voting member (§4.2.1: "the new server joins the
+// cluster as a non-voting member"), which does not change any majority; once it has caught up it
+// is promoted, and from then on (§4.1: "a server always uses the latest configuration in its
+// log, regardless of whether the entry is committed") the new majority (two of two) is needed.
 BOOST_AUTO_TEST_CASE(a_join_probes_the_new_node_then_appends_the_new_configuration) {
   network net;
   add_seed(net);
@@ -54,17 +55,47 @@ BOOST_AUTO_TEST_CASE(a_join_probes_the_new_node_then_appends_the_new_configurati
   BOOST_TEST(net.deliver<join_probe>("a", "d") == 1u);
   BOOST_TEST(net.deliver<join_probe_reply>("d", "a") == 1u);
   BOOST_TEST(a.log().at(3).kind == entry_kind::config);
-  BOOST_TEST(a.members().count("d") == 1u);
+  BOOST_TEST(a.learners().count("d") == 1u);
+  BOOST_TEST(a.members().count("d") == 0u);
   BOOST_TEST(has_effect(net.at("a"), raft_effect::kind::membership_changed));
-  BOOST_TEST(a.commit_index() == 2u); // a alone is no longer a majority
+  BOOST_TEST(net.at("a").answers.empty()); // not a member until promoted
   net.run();
-  BOOST_TEST(a.commit_index() == 3u);
+  BOOST_TEST(a.members().count("d") == 1u);
+  BOOST_TEST(a.learners().empty());
+  BOOST_TEST_REQUIRE(a.log().last_index() == 4u);
+  BOOST_TEST(a.log().at(4).kind == entry_kind::config);
+  BOOST_TEST(a.commit_index() == 4u);
   auto& answers = net.at("a").answers;
   BOOST_TEST_REQUIRE(answers.size() == 1u);
   BOOST_TEST(answers[0].reply.status == reply_status::ok);
-  BOOST_TEST(answers[0].reply.index == 3u);
+  BOOST_TEST(answers[0].reply.index == 4u);
   BOOST_TEST((net.core("d").members() == a.members()));
   BOOST_TEST(net.at("d").disk.entries == net.at("a").disk.entries);
+}
+
+// Once promoted, the new voter counts: without it the leader cannot commit.
+BOOST_AUTO_TEST_CASE(after_promotion_the_new_majority_is_needed) {
+  network net;
+  add_seed(net);
+  add_joiner(net);
+  net.elect("a");
+  auto& a = net.core("a");
+  a.join(1, "d", "raft-d");
+  net.step("a");
+  net.run();
+  BOOST_TEST_REQUIRE(a.members().count("d") == 1u);
+  auto before = a.commit_index();
+  net.isolate("d");
+  a.propose(2, "x");
+  net.step("a");
+  net.run();
+  BOOST_TEST(a.commit_index() == before);
+  net.heal();
+  for (int i = 0; i < 10 && a.commit_index() == before; ++i) {
+    net.tick("a", 1); // the leader retransmits to the follower it lost
+    net.run();
+  }
+  BOOST_TEST(a.commit_index() == before + 1);
 }
 
 // The probe resets the joining node: a lone node that bootstrapped itself drops its log and its
