@@ -4,15 +4,27 @@
 // (index = last_applied() + 1); it is deterministic, so replicas that applied the same prefix hold
 // the same map. It never fails: an entry it cannot decode is counted and skipped on every replica
 // alike. Not thread-safe; the KV actor owns one.
+//
+// Snapshots without stopping the world: the map is split into `shard_count` shards, each held by
+// a shared pointer. `freeze()` copies the shard pointers (and the bounded deduplication table),
+// not the data; a write to a shard that a frozen image still shares first copies that one shard
+// (copy on write). So the longest write stall a snapshot causes is one shard's copy, and a frozen
+// image can be serialized on another thread while writes go on. An image serializes to the same
+// bytes on every replica that applied the same prefix (shards in order, keys sorted within a
+// shard, shard chosen by a fixed hash).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "actors/types.hpp"
 
@@ -23,6 +35,7 @@ class kv_state_machine {
   /// Commands whose (client_id, sequence) was applied within this many log entries are ignored
   /// when they appear again (a duplicated or retried proposal). Older ids are forgotten.
   static constexpr uint64_t default_dedup_window_entries = 100000;
+  static constexpr size_t shard_count = 256;
 
   explicit kv_state_machine(uint64_t dedup_window_entries = default_dedup_window_entries);
 
@@ -41,27 +54,82 @@ class kv_state_machine {
   std::optional<std::string> get(const std::string& key) const;
 
   uint64_t last_applied() const { return last_applied_; }
-  size_t size() const { return data_.size(); }
+  uint64_t last_applied_term() const { return last_applied_term_; }
+  /// The latest configuration entry applied (its encoded data and index; empty/0 if none).
+  const std::string& config() const { return config_; }
+  uint64_t config_index() const { return config_index_; }
+  size_t size() const { return size_; }
   uint64_t duplicates_skipped() const { return duplicates_skipped_; }
   uint64_t malformed_skipped() const { return malformed_skipped_; }
+  /// Bytes of keys and values held (what a snapshot's body is made of, roughly).
+  uint64_t data_bytes() const { return data_bytes_; }
+
+  // -- snapshots
+  // -----------------------------------------------------------------------------------
+
+  using shard = std::unordered_map<std::string, std::string>;
+  using command_id = std::pair<uint64_t, uint64_t>;
+
+  /// The state as of one applied index, immutable and safe to read from another thread.
+  struct image {
+    uint64_t last_applied = 0;
+    uint64_t last_applied_term = 0;
+    std::string config;
+    uint64_t config_index = 0;
+    uint64_t dedup_window_entries = 0;
+    std::array<std::shared_ptr<const shard>, shard_count> shards;
+    /// (index, id) in apply order.
+    std::vector<std::pair<uint64_t, command_id>> recent_command_ids;
+    size_t size = 0;
+  };
+
+  /// Costs O(shard_count + dedup window), never O(map size).
+  image freeze() const;
+
+  /// Writes the image in its snapshot body format, in pieces of about `piece_bytes` (so a large
+  /// map never needs one big buffer).
+  static void serialize(const image& snapshot, const std::function<void(std::string_view)>& out,
+                        size_t piece_bytes = size_t{1} << 20);
+
+  /// Rebuilds a state machine from a body produced by `serialize`, fed in pieces of any size.
+  /// Throws std::runtime_error naming the problem if the body is malformed.
+  class restorer {
+   public:
+    restorer();
+    ~restorer();
+    void feed(std::string_view bytes);
+    /// The restored machine; throws if the body was incomplete.
+    kv_state_machine finish();
+
+   private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+  };
 
  private:
   struct command_id_hash {
-    size_t operator()(const std::pair<uint64_t, uint64_t>& id) const {
+    size_t operator()(const command_id& id) const {
       return std::hash<uint64_t>{}(id.first * 0x9E3779B97F4A7C15ULL ^ id.second);
     }
   };
 
+  static size_t shard_of(const std::string& key);
+  shard& writable(size_t index);
   void forget_old_command_ids(uint64_t index);
 
   uint64_t dedup_window_entries_;
   uint64_t last_applied_ = 0;
+  uint64_t last_applied_term_ = 0;
+  std::string config_;
+  uint64_t config_index_ = 0;
   uint64_t duplicates_skipped_ = 0;
   uint64_t malformed_skipped_ = 0;
-  std::unordered_map<std::string, std::string> data_;
-  std::unordered_set<std::pair<uint64_t, uint64_t>, command_id_hash> recent_command_ids_;
+  size_t size_ = 0;
+  uint64_t data_bytes_ = 0;
+  std::array<std::shared_ptr<shard>, shard_count> shards_;
+  std::unordered_set<command_id, command_id_hash> recent_command_ids_;
   /// (index, id) in apply order, so expiry is deterministic across replicas.
-  std::deque<std::pair<uint64_t, std::pair<uint64_t, uint64_t>>> command_id_expiry_;
+  std::deque<std::pair<uint64_t, command_id>> command_id_expiry_;
 };
 
 } // namespace infinity
