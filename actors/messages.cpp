@@ -14,6 +14,9 @@ void register_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<join_probe>("join_probe");
   cfg.add_message_type<join_probe_reply>("join_probe_reply");
   cfg.add_message_type<timeout_now>("timeout_now");
+  cfg.add_message_type<snapshot_info>("snapshot_info");
+  cfg.add_message_type<install_snapshot>("install_snapshot");
+  cfg.add_message_type<install_snapshot_reply>("install_snapshot_reply");
   cfg.add_message_type<member_progress>("member_progress");
   cfg.add_message_type<kv_command>("kv_command");
   cfg.add_message_type<hard_state>("hard_state");

@@ -48,6 +48,13 @@ using remove_atom = caf::atom_constant<caf::atom("remove")>;
 using transfer_atom = caf::atom_constant<caf::atom("transfer")>;
 /// Raft node -> KV actor: forget everything (only after a join reset of a node with no writes).
 using kv_reset_atom = caf::atom_constant<caf::atom("kvreset")>;
+/// Raft node -> KV actor: replace the state with one restored from a snapshot.
+using kv_install_atom = caf::atom_constant<caf::atom("kvinstall")>;
+/// Snapshot actor: write an image, read a chunk, store a received chunk, load a snapshot.
+using snapshot_write_atom = caf::atom_constant<caf::atom("snapwrite")>;
+using snapshot_read_atom = caf::atom_constant<caf::atom("snapread")>;
+using snapshot_store_atom = caf::atom_constant<caf::atom("snapstore")>;
+using snapshot_load_atom = caf::atom_constant<caf::atom("snapload")>;
 /// KV state machine, local copy: (kv_get_atom, key) -> (bool found, std::string value).
 using kv_get_atom = caf::atom_constant<caf::atom("kvget")>;
 
@@ -107,6 +114,24 @@ typename Inspector::result_type inspect(Inspector& f, join_probe& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, snapshot_info& x) {
+  return f(caf::meta::type_name("snapshot_info"), x.index, x.term, x.config, x.config_index,
+           x.size);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, install_snapshot& x) {
+  return f(caf::meta::type_name("install_snapshot"), x.from, x.cluster_id, x.term, x.leader_http,
+           x.snapshot_index, x.snapshot_term, x.total_size, x.offset, x.data, x.last);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, install_snapshot_reply& x) {
+  return f(caf::meta::type_name("install_snapshot_reply"), x.from, x.cluster_id, x.term,
+           x.snapshot_index, x.next_offset, x.installed);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, timeout_now& x) {
   return f(caf::meta::type_name("timeout_now"), x.from, x.cluster_id, x.term);
 }
@@ -135,9 +160,15 @@ typename Inspector::result_type inspect(Inspector& f, hard_state& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, log_base& x) {
+  return f(caf::meta::type_name("log_base"), x.index, x.term);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, persist_request& x) {
   return f(caf::meta::type_name("persist_request"), x.seq, x.has_hard_state, x.state,
-           x.truncate_from, x.entries, x.commit_index, x.cluster_id);
+           x.truncate_from, x.entries, x.commit_index, x.cluster_id, x.compact_through, x.has_reset,
+           x.reset_to);
 }
 
 template <class Inspector>
@@ -152,7 +183,7 @@ typename Inspector::result_type inspect(Inspector& f, entry_result& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, applied_batch& x) {
-  return f(caf::meta::type_name("applied_batch"), x.last_applied, x.results);
+  return f(caf::meta::type_name("applied_batch"), x.last_applied, x.results, x.snapshot);
 }
 
 template <class Inspector>

@@ -183,6 +183,45 @@ struct join_probe {
   uint64_t probe_id = 0;
 };
 
+/// A durable snapshot of the state machine as Raft knows it.
+struct snapshot_info {
+  /// The last entry it covers, and that entry's term.
+  uint64_t index = 0;
+  uint64_t term = 0;
+  /// The configuration in effect at `index` (encoded) and the index of its entry.
+  std::string config;
+  uint64_t config_index = 0;
+  /// Size of the snapshot file in bytes.
+  uint64_t size = 0;
+};
+
+/// InstallSnapshot (Raft §7), in chunks: leader -> a follower whose next entry was compacted away.
+struct install_snapshot {
+  std::string from;
+  std::string cluster_id;
+  uint64_t term = 0;
+  std::string leader_http;
+  uint64_t snapshot_index = 0;
+  uint64_t snapshot_term = 0;
+  /// Size of the whole snapshot file.
+  uint64_t total_size = 0;
+  /// Where `data` goes in the file; the follower accepts only its current size.
+  uint64_t offset = 0;
+  std::string data;
+  bool last = false;
+};
+
+struct install_snapshot_reply {
+  std::string from;
+  std::string cluster_id;
+  uint64_t term = 0;
+  uint64_t snapshot_index = 0;
+  /// How much of the snapshot the follower holds: the next chunk starts here.
+  uint64_t next_offset = 0;
+  /// The follower installed the snapshot (its log now continues after snapshot_index).
+  bool installed = false;
+};
+
 /// Leader -> the voter it hands leadership to: campaign now, skipping pre-vote (thesis §3.10).
 struct timeout_now {
   std::string from;
@@ -235,6 +274,12 @@ inline bool operator==(const hard_state& a, const hard_state& b) {
          a.repair_until_index == b.repair_until_index && a.repair_term == b.repair_term;
 }
 
+/// The entry just before the log's first entry (0/0 for a log that starts at 1).
+struct log_base {
+  uint64_t index = 0;
+  uint64_t term = 0;
+};
+
 /// One write to durable storage, applied in this order: hard state, truncation, append.
 /// Storage answers `(persisted_atom, seq)` once it and every earlier request are durable.
 struct persist_request {
@@ -252,6 +297,12 @@ struct persist_request {
   /// The cluster this node belongs to, once known; storage records it durably before
   /// acknowledging the request. Empty = no change; another than the recorded one is an error.
   std::string cluster_id;
+  /// Entries up to here are covered by a durable snapshot: storage may drop them (whole
+  /// segments at a time). 0 = none.
+  uint64_t compact_through = 0;
+  /// A snapshot install: discard the entire log first and continue it empty after `reset_to`.
+  bool has_reset = false;
+  log_base reset_to;
 };
 
 /// Who a data directory belongs to.
@@ -287,6 +338,10 @@ struct recovered_state {
   std::optional<storage_damage> damage;
   /// The cluster the data directory belongs to (from its identity); empty until known.
   std::string cluster_id;
+  /// Entries start at base.index + 1.
+  log_base base;
+  /// The snapshot the state machine starts from (index 0: none, it starts empty).
+  snapshot_info snapshot;
 };
 
 // -- state machine
@@ -309,6 +364,8 @@ struct applied_batch {
   uint64_t last_applied = 0;
   /// One per command entry of the batch, in log order.
   std::vector<entry_result> results;
+  /// The newest durable snapshot of the state machine (index 0: none), so Raft can compact.
+  snapshot_info snapshot;
 };
 
 // -- status

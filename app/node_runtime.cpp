@@ -183,8 +183,9 @@ std::string node_runtime::start() {
   d.storage = spawn_storage_actor(*d.system, backend, nullptr, /*detached=*/true);
   backend.reset(); // the storage actor owns it now; the directory lock goes with it
   d.kv = spawn_kv_actor(*d.system);
-  d.raft = spawn_raft_node(*d.system, raft_cfg, std::move(recovered), d.storage, d.kv,
-                           seed ^ 0x5bd1e995, [&d](const std::string& line) { d.info(line); });
+  d.raft =
+      spawn_raft_node(*d.system, raft_cfg, std::move(recovered), d.storage, d.kv, snapshot_actor{},
+                      seed ^ 0x5bd1e995, [&d](const std::string& line) { d.info(line); });
   // The node is useless without its Raft actor (e.g. storage failed an fsync and took it down):
   // exit non-zero rather than answer every request with an error.
   caf::actor_cast<caf::abstract_actor*>(d.raft)->attach_functor([this](const caf::error& reason) {

@@ -27,6 +27,9 @@ kv_actor::behavior_type kv_impl(kv_actor::stateful_pointer<kv_actor_state> self,
         return out;
       },
       [self](kv_reset_atom) { self->state.machine = kv_state_machine{}; },
+      [self](kv_install_atom, restored_state_machine& restored) {
+        self->state.machine = std::move(*restored.machine);
+      },
       [self](kv_get_atom, const std::string& key) -> caf::result<bool, std::string> {
         auto value = self->state.machine.get(key);
         if (!value)

@@ -25,7 +25,16 @@ raft_core::raft_core(raft_config config, recovered_state recovered, uint64_t see
   repair_until_ = recovered.state.repair_until_index;
   repair_term_ = recovered.state.repair_term;
   cluster_id_ = recovered.cluster_id;
-  log_ = raft_log(std::move(recovered.entries));
+  log_ = raft_log(std::move(recovered.entries), recovered.base.index + 1, recovered.base.term);
+  // The state machine starts from the snapshot: everything it covers is committed and applied.
+  snapshot_ = recovered.snapshot;
+  RAFT_INVARIANT(snapshot_.index + 1 >= log_.first_index(),
+                 "the log starts after " + std::to_string(log_.first_index() - 1) +
+                     " but the snapshot ends at " + std::to_string(snapshot_.index));
+  commit_index_ = snapshot_.index;
+  applied_index_ = snapshot_.index;
+  apply_sent_index_ = snapshot_.index;
+  checked_commit_ = commit_index_;
   RAFT_INVARIANT(log_.last_term() <= term_, "recovered log has entries from a future term");
   pipeline_.set_durable_last_index(log_.last_index());
   refresh_membership();
@@ -262,7 +271,9 @@ raft_status raft_core::status() const {
       p.lag = log_.last_index() - std::min(progress.match_index(), log_.last_index());
       p.last_contact_ms =
           uint64_t{progress.silent_ticks} * static_cast<uint64_t>(config_.tick_interval.count());
-      p.state = progress.state() == follower_progress::mode::probe ? "probe" : "replicate";
+      p.state = progress.state() == follower_progress::mode::probe       ? "probe"
+                : progress.state() == follower_progress::mode::replicate ? "replicate"
+                                                                         : "snapshot";
       p.connected = connected_.count(peer) > 0;
       p.repairing = progress.repairing;
       result.progress.push_back(std::move(p));

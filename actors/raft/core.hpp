@@ -18,13 +18,15 @@
 //
 // Where things live: election.cpp (terms, votes, role changes), replication.cpp (appends on
 // both sides, commit, apply), client_requests.cpp (proposals, ReadIndex reads, forwarding to the
-// leader), membership_change.cpp (joins), durability.* (what waits for the disk), progress.*
+// leader), membership_change.cpp (joins, removals, leadership transfer), snapshot.cpp (log
+// compaction and InstallSnapshot), durability.* (what waits for the disk), progress.*
 // (per-follower replication state), invariants.cpp (checks after every step).
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -69,6 +71,8 @@ class raft_core {
   void handle(const join_probe& probe);
   void handle(const join_probe_reply& reply);
   void handle(const timeout_now& request);
+  void handle(const install_snapshot& request);
+  void handle(const install_snapshot_reply& reply);
   void handle(peer_rpc rpc);
 
   /// One tick of the logical clock.
@@ -99,6 +103,20 @@ class raft_core {
   void peer_up(const std::string& id);
   void peer_down(const std::string& id);
 
+  /// The state machine made a durable snapshot: the log before it may be compacted.
+  void snapshot_taken(const snapshot_info& snapshot);
+  /// Leader: the chunk of `snapshot` at `offset` a follower needs (`failed`: it cannot be read,
+  /// e.g. a newer snapshot replaced it; the transfer starts over).
+  void snapshot_chunk_read(const std::string& peer, const snapshot_info& snapshot, uint64_t offset,
+                           std::string data, bool failed);
+  /// Follower: the received chunk was stored; the snapshot now holds `next_offset` bytes and is
+  /// `complete` once durable and verified. `failed`: the receiver refused it (start over).
+  void snapshot_chunk_stored(const snapshot_info& snapshot, uint64_t next_offset, bool complete,
+                             bool failed);
+  /// Follower: the state machine now holds the received snapshot (`snapshot` carries its
+  /// configuration, read from the file).
+  void state_machine_restored(const snapshot_info& snapshot);
+
   /// Fails every pending client request with `stopping`: the node is shutting down.
   void stop();
 
@@ -127,6 +145,8 @@ class raft_core {
   bool removed() const { return removed_at_ > 0; }
   const std::string& cluster_id() const { return cluster_id_; }
   uint64_t repair_until_index() const { return repair_until_; }
+  /// The latest durable snapshot this node knows of (index 0: none).
+  const snapshot_info& snapshot() const { return snapshot_; }
   raft_status status() const;
   /// Messages from peers that broke the protocol (dropped); the simulator's honest peers never
   /// send one, so it treats any as a failure.
@@ -179,6 +199,14 @@ class raft_core {
   void advance_commit(uint64_t index);
   void maybe_apply();
   void maybe_finish_repair();
+
+  // -- snapshot.cpp
+  // --------------------------------------------------------------------------------------------
+
+  /// Leader: the follower needs entries before our log's first index.
+  void send_snapshot(leader_role& leader, const std::string& peer);
+  /// A newer durable snapshot: remember it and compact the log before it (keeping a tail).
+  void note_snapshot(const snapshot_info& snapshot);
 
   // -- client_requests.cpp
   // -------------------------------------------------------------------------
@@ -287,6 +315,11 @@ class raft_core {
   uint64_t membership_index_ = 0;
   /// Members dropped by the configuration in effect, to hang up on once it commits.
   std::map<std::string, uint64_t> departed_;
+  /// The latest durable snapshot (its index is at most the applied index).
+  snapshot_info snapshot_;
+  /// Follower: the snapshot being received, and whether it is being loaded.
+  std::optional<snapshot_info> receiving_;
+  bool restoring_ = false;
   /// Nonzero once a configuration without this node (which was a member) is in effect.
   uint64_t removed_at_ = 0;
   /// Local requests that arrived while leadership was handed over: passed to the new leader as

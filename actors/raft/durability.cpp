@@ -34,6 +34,23 @@ void persist_pipeline::queue_append(const log_entry& entry) {
   dirty_ = true;
 }
 
+void persist_pipeline::queue_compact(uint64_t through) {
+  queued_.compact_through = std::max(queued_.compact_through, through);
+  dirty_ = true;
+}
+
+void persist_pipeline::queue_reset(log_base base) {
+  // What was queued for the old log goes with it; the reset comes first in the request.
+  queued_.entries.clear();
+  queued_.truncate_from = 0;
+  queued_.compact_through = 0;
+  queued_.has_reset = true;
+  queued_.reset_to = base;
+  dirty_ = true;
+  durable_last_index_ = std::min(durable_last_index_, base.index);
+  in_flight_last_index_ = std::min(in_flight_last_index_, base.index);
+}
+
 void persist_pipeline::queue_cluster_id(const std::string& cluster_id) {
   queued_.cluster_id = cluster_id;
   dirty_ = true;

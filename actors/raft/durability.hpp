@@ -30,6 +30,10 @@ class persist_pipeline {
   void queue_truncate(uint64_t from);
   void queue_append(const log_entry& entry);
   void queue_cluster_id(const std::string& cluster_id);
+  /// Entries up to `through` are covered by a durable snapshot.
+  void queue_compact(uint64_t through);
+  /// The log is discarded and continues after `base` (a snapshot install).
+  void queue_reset(log_base base);
 
   /// The request whose completion makes everything queued so far durable.
   uint64_t required_seq() const { return dirty_ ? sent_seq_ + 1 : sent_seq_; }

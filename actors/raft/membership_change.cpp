@@ -104,7 +104,7 @@ void raft_core::join_as_leader(leader_role& leader, request_origin origin, std::
     return;
   }
   event("adding " + id + " at " + address);
-  out_.effects.push_back(raft_effect{raft_effect::kind::dial, id, address, {}});
+  out_.effects.push_back(effect_of(raft_effect::kind::dial, id, address, {}));
   if (connected_.count(id) > 0)
     send_join_probe(leader);
 }
@@ -133,7 +133,7 @@ void raft_core::tick_join(leader_role& leader) {
       reply.reason = "node " + join.id + " at " + join.address + " did not answer";
       answer(join.origin, std::move(reply));
       if (!configuration{members_, learners_}.contains(join.id))
-        out_.effects.push_back(raft_effect{raft_effect::kind::hang_up, join.id, {}, {}});
+        out_.effects.push_back(effect_of(raft_effect::kind::hang_up, join.id, {}, {}));
       leader.join.reset();
       return;
     }
@@ -193,7 +193,7 @@ void raft_core::handle(const join_probe& probe) {
   reply.probe_id = probe.probe_id;
   const auto& leader = probe.from;
   if (!probe.leader_address.empty() && connected_.count(leader) == 0)
-    out_.effects.push_back(raft_effect{raft_effect::kind::dial, leader, probe.leader_address, {}});
+    out_.effects.push_back(effect_of(raft_effect::kind::dial, leader, probe.leader_address, {}));
   auto refuse = [&](std::string reason) {
     reply.reason = std::move(reason);
     send(leader, std::move(reply));
@@ -232,7 +232,7 @@ void raft_core::handle(const join_probe& probe) {
   applied_index_ = 0;
   ++apply_epoch_;
   removed_at_ = 0;
-  out_.effects.push_back(raft_effect{raft_effect::kind::reset_state_machine, {}, {}, {}});
+  out_.effects.push_back(effect_of(raft_effect::kind::reset_state_machine, {}, {}, {}));
   if (!probe.cluster_id.empty() && probe.cluster_id != cluster_id_) {
     event("joining cluster " + probe.cluster_id);
     cluster_id_ = probe.cluster_id;
@@ -266,7 +266,7 @@ void raft_core::handle(const join_probe_reply& reply) {
     answer(join.origin, std::move(refused));
     event("not adding " + join.id + ": " + reply.reason);
     if (!configuration{members_, learners_}.contains(join.id))
-      out_.effects.push_back(raft_effect{raft_effect::kind::hang_up, join.id, {}, {}});
+      out_.effects.push_back(effect_of(raft_effect::kind::hang_up, join.id, {}, {}));
     leader->join.reset();
     finish_step();
     return;
@@ -334,7 +334,7 @@ void raft_core::hang_up_departed() {
       ++i;
       continue;
     }
-    out_.effects.push_back(raft_effect{raft_effect::kind::hang_up, i->first, {}, {}});
+    out_.effects.push_back(effect_of(raft_effect::kind::hang_up, i->first, {}, {}));
     if (auto* leader = leader_state())
       leader->progress.erase(i->first);
     i = departed_.erase(i);
@@ -442,6 +442,14 @@ void raft_core::refresh_membership() {
       adopt_membership(log_.at(index));
       return;
     }
+  // None in the log: the snapshot's, or the bootstrap members (simulator).
+  if (!snapshot_.config.empty()) {
+    configuration from_snapshot;
+    RAFT_INVARIANT(decode_configuration(snapshot_.config, from_snapshot),
+                   "undecodable configuration in snapshot " + std::to_string(snapshot_.index));
+    set_configuration(std::move(from_snapshot), snapshot_.config_index);
+    return;
+  }
   configuration bootstrap;
   for (const auto& id : config_.members)
     bootstrap.voters.emplace(id, std::string{});
@@ -490,8 +498,7 @@ void raft_core::set_configuration(configuration next, uint64_t index) {
   for (const auto& [member, address] : learners_)
     names += (names.empty() ? "" : ", ") + member + " (learner)";
   event("membership at index " + std::to_string(index) + ": {" + names + "}");
-  out_.effects.push_back(
-      raft_effect{raft_effect::kind::membership_changed, {}, {}, now.everyone()});
+  out_.effects.push_back(effect_of(raft_effect::kind::membership_changed, {}, {}, now.everyone()));
   hang_up_departed();
 }
 
@@ -525,10 +532,13 @@ void raft_core::tick_leader(leader_role& leader) {
       continue;
     }
     if (++progress.ticks_since_ack >= config_.retransmit_ticks) {
-      // Appends or acknowledgements were lost: resend from what is known to match (replicate)
-      // or repeat the probe.
+      // Appends, chunks or acknowledgements were lost: resend from what is known to match
+      // (replicate), repeat the probe, or ask for the chunk after the acknowledged offset.
       progress.ticks_since_ack = 0;
-      progress.restart_probe();
+      if (progress.state() == follower_progress::mode::snapshot)
+        progress.chunk_lost();
+      else
+        progress.restart_probe();
       send_append(leader, peer, false);
     }
   }

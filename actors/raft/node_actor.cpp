@@ -12,6 +12,8 @@ struct raft_node_state {
   std::unique_ptr<raft_core> core;
   storage_actor storage;
   kv_actor kv;
+  /// Snapshot files; null where snapshots are off (e.g. unit tests of the shell).
+  snapshot_actor snapshots;
   caf::actor observer;
   /// Effects that arrived before the observer was set.
   std::vector<raft_effect> unobserved;
@@ -38,6 +40,67 @@ void apply_effect(node_pointer self, const raft_effect& effect) {
   case raft_effect::kind::reset_state_machine:
     self->send(st.kv, kv_reset_atom::value);
     return;
+  case raft_effect::kind::read_snapshot_chunk: {
+    auto peer = effect.id;
+    auto snapshot = effect.snapshot;
+    auto offset = effect.offset;
+    if (!st.snapshots) {
+      st.core->snapshot_chunk_read(peer, snapshot, offset, {}, true);
+      return;
+    }
+    self->request(st.snapshots, caf::infinite, snapshot_read_atom::value, snapshot, offset,
+                  effect.length)
+        .then(
+            [self, peer, snapshot, offset](bool ok, std::string& data) {
+              self->state.core->snapshot_chunk_read(peer, snapshot, offset, std::move(data), !ok);
+              carry_out(self);
+            },
+            [self, peer, snapshot, offset](caf::error&) {
+              self->state.core->snapshot_chunk_read(peer, snapshot, offset, {}, true);
+              carry_out(self);
+            });
+    return;
+  }
+  case raft_effect::kind::store_snapshot_chunk: {
+    auto snapshot = effect.snapshot;
+    if (!st.snapshots) {
+      st.core->snapshot_chunk_stored(snapshot, 0, false, true);
+      return;
+    }
+    self->request(st.snapshots, caf::infinite, snapshot_store_atom::value, snapshot, effect.offset,
+                  effect.data, effect.last)
+        .then(
+            [self, snapshot](uint64_t next_offset, bool complete, bool failed) {
+              self->state.core->snapshot_chunk_stored(snapshot, next_offset, complete, failed);
+              carry_out(self);
+            },
+            [self, snapshot](caf::error&) {
+              self->state.core->snapshot_chunk_stored(snapshot, 0, false, true);
+              carry_out(self);
+            });
+    return;
+  }
+  case raft_effect::kind::restore_state_machine: {
+    auto snapshot = effect.snapshot;
+    if (!st.snapshots) {
+      st.core->snapshot_chunk_stored(snapshot, 0, false, true);
+      return;
+    }
+    self->request(st.snapshots, caf::infinite, snapshot_load_atom::value, snapshot)
+        .then(
+            [self](restored_state_machine& restored) {
+              // The KV actor gets the new state before any batch Raft applies after it.
+              auto info = restored.info;
+              self->send(self->state.kv, kv_install_atom::value, std::move(restored));
+              self->state.core->state_machine_restored(info);
+              carry_out(self);
+            },
+            [self, snapshot](caf::error&) {
+              self->state.core->snapshot_chunk_stored(snapshot, 0, false, true);
+              carry_out(self);
+            });
+    return;
+  }
   case raft_effect::kind::membership_changed:
   case raft_effect::kind::dial:
   case raft_effect::kind::hang_up:
@@ -118,11 +181,13 @@ void on_rpc(node_pointer self, Rpc& rpc) {
 
 raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config config,
                                               recovered_state recovered, storage_actor storage,
-                                              kv_actor kv, uint64_t seed, raft_event_log log) {
+                                              kv_actor kv, snapshot_actor snapshots, uint64_t seed,
+                                              raft_event_log log) {
   auto& st = self->state;
   st.tick_interval = config.tick_interval;
   st.storage = std::move(storage);
   st.kv = std::move(kv);
+  st.snapshots = std::move(snapshots);
   st.log = std::move(log);
   st.core = std::make_unique<raft_core>(std::move(config), std::move(recovered), seed);
   // Monitoring the helpers would hide their failure; linking makes the node fail with them.
@@ -146,6 +211,8 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
       [self](join_probe& rpc) { on_rpc(self, rpc); },
       [self](join_probe_reply& rpc) { on_rpc(self, rpc); },
       [self](timeout_now& rpc) { on_rpc(self, rpc); },
+      [self](install_snapshot& rpc) { on_rpc(self, rpc); },
+      [self](install_snapshot_reply& rpc) { on_rpc(self, rpc); },
       [self](propose_atom, std::string& command) -> caf::result<client_reply> {
         if (!from_this_process(self))
           return not_from_here();
@@ -236,9 +303,9 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
 
 raft_node_actor spawn_raft_node(caf::actor_system& system, raft_config config,
                                 recovered_state recovered, storage_actor storage, kv_actor kv,
-                                uint64_t seed, raft_event_log log) {
+                                snapshot_actor snapshots, uint64_t seed, raft_event_log log) {
   return system.spawn(raft_node_impl, std::move(config), std::move(recovered), std::move(storage),
-                      std::move(kv), seed, std::move(log));
+                      std::move(kv), std::move(snapshots), seed, std::move(log));
 }
 
 raft_core& raft_core_of(const raft_node_actor& node) {

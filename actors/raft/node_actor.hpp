@@ -11,7 +11,8 @@
 //   clock     -> `tick_atom` every `tick_interval` (delayed_send; simulated time under test)
 //   network   -> peer handles from `(peer_up_atom, id, actor)`; RPCs are one-way messages
 //   disk      -> storage_actor (`persist_request` -> `persisted_atom, seq`)
-//   state     -> kv_actor (`apply_batch` -> `applied_batch`)
+//   state     -> kv_actor (`apply_batch` -> `applied_batch`, which names its newest snapshot)
+//   snapshots -> snapshot_actor (chunks to send and received, loading a received snapshot)
 //   effects   -> the observer from `(observer_atom, actor)`
 //
 // Client requests, timer, connection and observer messages are accepted only from actors of
@@ -35,7 +36,8 @@ using raft_event_log = std::function<void(const std::string&)>;
 
 raft_node_actor spawn_raft_node(caf::actor_system& system, raft_config config,
                                 recovered_state recovered, storage_actor storage, kv_actor kv,
-                                uint64_t seed, raft_event_log log = nullptr);
+                                snapshot_actor snapshots, uint64_t seed,
+                                raft_event_log log = nullptr);
 
 /// The core of a live node actor (tests only; the caller must run on the actor's thread or
 /// under the test coordinator).

@@ -22,8 +22,9 @@ bool follower_progress::accepted(uint64_t match) {
   next_index_ = std::max(next_index_, match_index_ + 1);
   while (!inflight_.empty() && inflight_.front() <= match)
     inflight_.pop_front();
-  if (state_ == mode::probe) {
-    // Any success tells us where the logs match: start pipelining after it.
+  if (state_ != mode::replicate) {
+    // Any success (an append, or an installed snapshot) tells us where the logs match: start
+    // pipelining after it.
     state_ = mode::replicate;
     probe_outstanding_ = false;
     inflight_.clear();
@@ -47,6 +48,15 @@ void follower_progress::restart_probe() {
   if (state_ == mode::replicate)
     next_index_ = match_index_ + 1;
   state_ = mode::probe;
+  probe_outstanding_ = false;
+  inflight_.clear();
+}
+
+void follower_progress::start_snapshot(uint64_t index) {
+  state_ = mode::snapshot;
+  snapshot_index_ = index;
+  snapshot_offset_ = 0;
+  chunk_in_flight_ = false;
   probe_outstanding_ = false;
   inflight_.clear();
 }

@@ -15,7 +15,13 @@ namespace infinity {
 
 class follower_progress {
  public:
-  enum class mode { probe, replicate };
+  enum class mode {
+    probe,
+    replicate,
+    /// The entries the follower needs were compacted away: it receives a snapshot in chunks,
+    /// one chunk in flight, resuming from what it acknowledged.
+    snapshot,
+  };
 
   explicit follower_progress(uint64_t next_index = 1) : next_index_(next_index) {}
 
@@ -28,6 +34,8 @@ class follower_progress {
 
   /// May another append be sent now?
   bool can_send(uint32_t max_inflight) const {
+    if (state_ == mode::snapshot)
+      return false;
     return state_ == mode::probe ? !probe_outstanding_ : inflight_.size() < max_inflight;
   }
 
@@ -44,6 +52,20 @@ class follower_progress {
   void restart_probe();
   /// Clamps next_index into the leader's log.
   void clamp_next(uint64_t leader_last_index);
+  /// Starts sending a snapshot whose last entry is `index`.
+  void start_snapshot(uint64_t index);
+  uint64_t snapshot_index() const { return snapshot_index_; }
+  /// Snapshot bytes the follower has acknowledged, and whether a chunk is on its way.
+  uint64_t snapshot_offset() const { return snapshot_offset_; }
+  bool chunk_in_flight() const { return chunk_in_flight_; }
+  void chunk_requested() { chunk_in_flight_ = true; }
+  /// The follower holds `offset` bytes of the snapshot.
+  void snapshot_acknowledged(uint64_t offset) {
+    snapshot_offset_ = offset;
+    chunk_in_flight_ = false;
+  }
+  /// The chunk or its acknowledgement was lost: ask again from the acknowledged offset.
+  void chunk_lost() { chunk_in_flight_ = false; }
 
   // Leader bookkeeping beside replication.
   uint32_t ticks_since_ack = 0;
@@ -63,6 +85,9 @@ class follower_progress {
   /// Last index of each append in flight (replicate mode), oldest first.
   std::deque<uint64_t> inflight_;
   bool probe_outstanding_ = false;
+  uint64_t snapshot_index_ = 0;
+  uint64_t snapshot_offset_ = 0;
+  bool chunk_in_flight_ = false;
 };
 
 } // namespace infinity

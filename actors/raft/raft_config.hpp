@@ -37,6 +37,11 @@ struct raft_config {
   uint64_t promote_max_lag = 128;
   /// ...and is removed again (the join fails) if it has not caught up within this time.
   std::chrono::milliseconds catch_up_timeout{60000};
+  /// Entries kept before a snapshot's index when the log is compacted, so a follower that is
+  /// only a little behind still catches up from the log rather than a whole snapshot.
+  uint64_t snapshot_keep_tail = 1024;
+  /// Bytes per InstallSnapshot chunk.
+  uint64_t snapshot_chunk_bytes = uint64_t{1} << 20;
   /// Raft thesis §9.6: campaign only after a pre-vote round shows a quorum would vote.
   bool pre_vote = true;
   /// Raft thesis §6.2: a leader that hears from no quorum for an election timeout steps down,

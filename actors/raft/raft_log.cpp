@@ -60,6 +60,27 @@ void raft_log::truncate_from(uint64_t index) {
   entries_.resize(index - first_index_);
 }
 
+void raft_log::compact_through(uint64_t index) {
+  if (index + 1 < first_index_ || index > last_index())
+    fail("compact_through(" + std::to_string(index) + ") outside [" +
+         std::to_string(first_index_ - 1) + ", " + std::to_string(last_index()) + "]");
+  if (index + 1 == first_index_)
+    return;
+  prev_term_ = term_at(index);
+  entries_.erase(entries_.begin(),
+                 entries_.begin() + static_cast<std::ptrdiff_t>(index + 1 - first_index_));
+  first_index_ = index + 1;
+}
+
+void raft_log::reset_to(uint64_t index, uint64_t term) {
+  if (index > 0 && term == 0)
+    fail("reset_to(" + std::to_string(index) + ", 0)");
+  entries_.clear();
+  first_index_ = index + 1;
+  prev_term_ = term;
+  lowest_changed_index_ = std::min(lowest_changed_index_, first_index_);
+}
+
 std::vector<log_entry> raft_log::slice(uint64_t from, size_t max_entries, size_t max_bytes) const {
   std::vector<log_entry> out;
   if (from < first_index_)

@@ -52,6 +52,13 @@ class raft_log {
   /// Removes every entry with index >= `index` (>= first_index()).
   void truncate_from(uint64_t index);
 
+  /// Drops the entries up to `index` (covered by a snapshot); requires
+  /// first_index() - 1 <= index <= last_index(). The term at `index` stays known.
+  void compact_through(uint64_t index);
+
+  /// Discards every entry: the log continues empty after (index, term) (a snapshot install).
+  void reset_to(uint64_t index, uint64_t term);
+
   /// Entries [from, last_index()], at most `max_entries`, stopping before `max_bytes` of data are
   /// exceeded (but always at least one entry if any). Requires from >= first_index().
   std::vector<log_entry> slice(uint64_t from,

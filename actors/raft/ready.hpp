@@ -19,9 +19,9 @@
 namespace infinity {
 
 /// Every message one Raft node sends another.
-using peer_rpc =
-    std::variant<request_vote, vote_reply, append_entries, append_reply, forward_request,
-                 forward_reply, join_probe, join_probe_reply, timeout_now>;
+using peer_rpc = std::variant<request_vote, vote_reply, append_entries, append_reply,
+                              forward_request, forward_reply, join_probe, join_probe_reply,
+                              timeout_now, install_snapshot, install_snapshot_reply>;
 
 struct outbound_message {
   std::string to;
@@ -53,12 +53,37 @@ struct raft_effect {
     hang_up,
     /// Discard the state machine's contents (this node joins another cluster).
     reset_state_machine,
+    /// Leader: read `length` bytes at `offset` of snapshot (`snapshot`) for follower `id`, and
+    /// feed them to `snapshot_chunk_read`.
+    read_snapshot_chunk,
+    /// Follower: store `data` at `offset` of the snapshot being received (`snapshot`, with
+    /// `last` set on its final chunk), and report with `snapshot_chunk_stored`.
+    store_snapshot_chunk,
+    /// Follower: load the received snapshot (`snapshot`) into the state machine, and report
+    /// with `state_machine_restored`.
+    restore_state_machine,
   };
   kind what = kind::membership_changed;
   std::string id;
   std::string address;
   membership members;
+  // Snapshot effects.
+  snapshot_info snapshot;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  std::string data;
+  bool last = false;
 };
+
+inline raft_effect effect_of(raft_effect::kind what, std::string id = {}, std::string address = {},
+                             membership members = {}) {
+  raft_effect effect;
+  effect.what = what;
+  effect.id = std::move(id);
+  effect.address = std::move(address);
+  effect.members = std::move(members);
+  return effect;
+}
 
 struct ready {
   std::optional<persist_request> persist;

@@ -76,7 +76,8 @@ void raft_core::handle(append_entries& request) {
                             log_.has_term_at(request.prev_log_index) &&
                             log_.term_at(request.prev_log_index) != request.prev_log_term;
   for (const auto& entry : request.entries)
-    if (entry.index <= commit_index_ && !log_.matches(entry.index, entry.term))
+    if (entry.index <= commit_index_ && entry.index >= log_.first_index() &&
+        !log_.matches(entry.index, entry.term))
       contradicts_commit = true;
   if (contradicts_commit) {
     violation(request.from,
@@ -113,6 +114,8 @@ void raft_core::handle(append_entries& request) {
     return;
   }
   for (auto& entry : request.entries) {
+    if (entry.index < log_.first_index())
+      continue; // compacted into our snapshot: committed, so it matches
     if (entry.index <= log_.last_index()) {
       if (log_.term_at(entry.index) == entry.term)
         continue; // already have it
@@ -148,6 +151,15 @@ void raft_core::send_append(leader_role& leader, const std::string& peer, bool h
   request.term = term_;
   request.round = leader.round;
   request.leader_http = config_.http_address;
+  if (progress.state() == follower_progress::mode::snapshot ||
+      progress.next_index() < log_.first_index()) {
+    // What it needs next was compacted away (heartbeats too would name a missing entry).
+    if (!heartbeat)
+      send_snapshot(leader, peer);
+    return;
+  }
+  if (heartbeat && !log_.has_term_at(progress.match_index()))
+    return; // its match is below our log: the next send switches it to a snapshot
   if (heartbeat) {
     // A heartbeat proves leadership and carries the commit index as far as the follower is
     // known to match; it never risks a mismatch.
@@ -350,6 +362,7 @@ void raft_core::applied(uint64_t epoch, const applied_batch& batch) {
                  "applied " + std::to_string(batch.last_applied) + " beyond commit " +
                      std::to_string(commit_index_));
   applied_index_ = std::max(applied_index_, batch.last_applied);
+  note_snapshot(batch.snapshot);
   if (auto* leader = leader_state()) {
     std::map<uint64_t, const std::string*> payloads;
     for (const auto& result : batch.results)

@@ -62,6 +62,8 @@ stub_raft_actor::behavior_type stub_raft(stub_raft_actor::stateful_pointer<stub_
       [=](join_probe&) {},
       [=](join_probe_reply&) {},
       [=](timeout_now&) {},
+      [=](install_snapshot&) {},
+      [=](install_snapshot_reply&) {},
       [=](propose_atom, const std::string& encoded) -> caf::result<client_reply> {
         kv_command command;
         BOOST_REQUIRE(decode_command(encoded, command));
@@ -112,6 +114,7 @@ kv_actor::behavior_type stub_kv(kv_actor::pointer, std::map<std::string, std::st
         return out;
       },
       [=](kv_reset_atom) {},
+      [=](kv_install_atom, restored_state_machine&) {},
       [=](kv_get_atom, const std::string& key) -> caf::result<bool, std::string> {
         auto it = data.find(key);
         if (it == data.end())

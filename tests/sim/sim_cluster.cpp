@@ -139,6 +139,8 @@ sim_link_actor::behavior_type link_impl(sim_link_actor::stateful_pointer<link_st
       [=](join_probe& m) { carry(caf::make_message(std::move(m))); },
       [=](join_probe_reply& m) { carry(caf::make_message(std::move(m))); },
       [=](timeout_now& m) { carry(caf::make_message(std::move(m))); },
+      [=](install_snapshot& m) { carry(caf::make_message(std::move(m))); },
+      [=](install_snapshot_reply& m) { carry(caf::make_message(std::move(m))); },
       [=](deliver_atom, uint64_t id) {
         auto i = self->state.in_flight.find(id);
         if (i == self->state.in_flight.end())
@@ -549,7 +551,7 @@ void cluster::spawn_node(size_t index) {
       config.members.push_back(nodes_[j].id);
   }
   slot.raft = spawn_raft_node(*system_, config, std::move(recovered), slot.storage, slot.kv,
-                              mix(mix(opts_.seed, index), slot.incarnation),
+                              snapshot_actor{}, mix(mix(opts_.seed, index), slot.incarnation),
                               [this](const std::string& line) { record(line); });
   slot.alive = true;
   actor_names_[slot.raft.id()] = slot.id;
