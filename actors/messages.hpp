@@ -166,9 +166,8 @@ typename Inspector::result_type inspect(Inspector& f, log_base& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, persist_request& x) {
-  return f(caf::meta::type_name("persist_request"), x.seq, x.has_hard_state, x.state,
-           x.truncate_from, x.entries, x.commit_index, x.cluster_id, x.compact_through, x.has_reset,
-           x.reset_to);
+  return f(caf::meta::type_name("persist_request"), x.seq, x.has_hard_state, x.state, x.has_reset,
+           x.reset_to, x.truncate_from, x.entries, x.compact_through, x.commit_index, x.cluster_id);
 }
 
 template <class Inspector>

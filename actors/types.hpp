@@ -274,35 +274,50 @@ inline bool operator==(const hard_state& a, const hard_state& b) {
          a.repair_until_index == b.repair_until_index && a.repair_term == b.repair_term;
 }
 
-/// The entry just before the log's first entry (0/0 for a log that starts at 1).
+/// The entry just before a log's first entry: what a snapshot replaced. {0, 0} for a log that
+/// starts at index 1.
 struct log_base {
   uint64_t index = 0;
   uint64_t term = 0;
 };
 
-/// One write to durable storage, applied in this order: hard state, truncation, append.
-/// Storage answers `(persisted_atom, seq)` once it and every earlier request are durable.
+inline bool operator==(const log_base& a, const log_base& b) {
+  return a.index == b.index && a.term == b.term;
+}
+inline bool operator!=(const log_base& a, const log_base& b) {
+  return !(a == b);
+}
+
+/// One write to durable storage, applied in this order: reset, hard state, truncation, append,
+/// compaction. Storage answers `(persisted_atom, seq)` once it and every earlier request are
+/// durable.
 struct persist_request {
   uint64_t seq = 0;
   bool has_hard_state = false;
   hard_state state;
+  /// A snapshot install: discard the entire log and restart it, empty, after `reset_to` (the
+  /// snapshot's index and term). Applied before everything else in the request, so `entries`
+  /// then start at `reset_to.index + 1`. Below the commit index storage has recorded, it lowers
+  /// that record, like a deliberate reset by truncation.
+  bool has_reset = false;
+  log_base reset_to;
   /// Remove every entry with index >= this before appending; 0 = truncate nothing. At or below
   /// the commit index storage has recorded, this is a deliberate reset of the node's state.
+  /// At or below the log's base it is a logic error (those entries are in a snapshot).
   uint64_t truncate_from = 0;
-  /// Contiguous; the first one follows the last entry left after truncation.
+  /// Contiguous; the first one follows the last entry left after truncation (or the base).
   std::vector<log_entry> entries;
+  /// Entries up to this index are covered by a durable snapshot, so storage may drop them; 0 =
+  /// none. Storage drops what it can cheaply (`file_storage`: whole segments, never one holding
+  /// an entry after this index), so the new base is at most this index. At most the last index
+  /// after the request.
+  uint64_t compact_through = 0;
   /// The node's commit index when it made the request (at most the last index after it).
   /// Storage records it as evidence of how long the log must be at least.
   uint64_t commit_index = 0;
   /// The cluster this node belongs to, once known; storage records it durably before
   /// acknowledging the request. Empty = no change; another than the recorded one is an error.
   std::string cluster_id;
-  /// Entries up to here are covered by a durable snapshot: storage may drop them (whole
-  /// segments at a time). 0 = none.
-  uint64_t compact_through = 0;
-  /// A snapshot install: discard the entire log first and continue it empty after `reset_to`.
-  bool has_reset = false;
-  log_base reset_to;
 };
 
 /// Who a data directory belongs to.
@@ -331,15 +346,16 @@ struct storage_damage {
 /// What a node finds in its storage when it starts.
 struct recovered_state {
   hard_state state;
-  /// Contiguous, starting at index 1.
+  /// The entry before the first of `entries` (its index and term), which a snapshot covers;
+  /// {0, 0} if the log was never compacted or reset.
+  log_base base;
+  /// Contiguous, starting at index `base.index + 1`.
   std::vector<log_entry> entries;
   /// Set when storage found repairable damage; then `entries` is what would be left after the
   /// repair, and nothing has been changed on disk yet.
   std::optional<storage_damage> damage;
   /// The cluster the data directory belongs to (from its identity); empty until known.
   std::string cluster_id;
-  /// Entries start at base.index + 1.
-  log_base base;
   /// The snapshot the state machine starts from (index 0: none, it starts empty).
   snapshot_info snapshot;
 };

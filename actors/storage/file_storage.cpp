@@ -65,13 +65,17 @@ constexpr uint8_t marker_kind = 0xFF;
 constexpr std::size_t marker_payload_bytes = entry_fixed_bytes + 8; // + its own offset
 constexpr std::size_t marker_record_bytes = record_header_bytes + marker_payload_bytes;
 
-constexpr std::string_view hard_state_magic = "IHS3";
-/// The previous format, without the repair term.
+constexpr std::string_view hard_state_magic = "IHS4";
+/// Earlier formats: without the base and the flags; also without the repair term.
+constexpr std::string_view hard_state_v3_magic = "IHS3";
 constexpr std::string_view hard_state_v2_magic = "IHS2";
-constexpr std::size_t hard_state_fixed_bytes =
-    4 + 8 + 8 + 8 + 8; // magic, term, repair, hint, repair term
+/// magic, term, repair, hint, repair term, base index, base term, flags
+constexpr std::size_t hard_state_fixed_bytes = 4 + 8 + 8 + 8 + 8 + 8 + 8 + 1;
+constexpr std::size_t hard_state_v3_fixed_bytes = 4 + 8 + 8 + 8 + 8;
 constexpr std::size_t hard_state_v2_fixed_bytes = 4 + 8 + 8 + 8; // magic, term, repair, hint
 constexpr std::size_t hard_state_v1_fixed_bytes = 8;             // term
+/// Flags of the hard state file: a reset to the recorded base is under way.
+constexpr uint8_t hard_state_reset_flag = 0x01;
 constexpr std::string_view identity_magic = "IID1";
 
 /// What an unsynced append leaves after a power cut can only be judged per sector: each one
@@ -435,6 +439,11 @@ std::string file_storage::segment_path(std::size_t position) const {
   return path_of(segment_file_name(segments_[position].first_index));
 }
 
+uint64_t file_storage::term_at(uint64_t index) const {
+  assert(index >= base_.index && index <= last_index());
+  return index == base_.index ? base_.term : entry_locations_[index - base_.index - 1].term;
+}
+
 uint64_t file_storage::wanted_commit_hint() const {
   return std::max(persisted_.commit_hint, std::min(requested_commit_index_, synced_last_index_));
 }
@@ -491,6 +500,27 @@ recovered_state file_storage::recover() {
         "; refusing to start without the term and vote");
   }
   result.state = persisted_.state;
+  base_ = persisted_.base;
+
+  if (persisted_.reset_in_progress) {
+    // A reset was interrupted: nothing of the old log may survive, whatever its indexes.
+    doomed_segments_ = std::move(segment_first_indexes);
+    segment_first_indexes.clear();
+  } else {
+    // Segments entirely at or below the base are what an interrupted compaction left: the base
+    // is always recorded before they go, and always the last index of one of them. One that
+    // reaches above the base (no next segment starts right after it) is no such leftover.
+    while (!segment_first_indexes.empty() && segment_first_indexes.front() <= base_.index) {
+      if (segment_first_indexes.size() < 2 || segment_first_indexes[1] > base_.index + 1)
+        throw std::runtime_error(
+            "file_storage: log segment '" + path_of(segment_file_name(segment_first_indexes[0])) +
+            "' starts at index " + std::to_string(segment_first_indexes[0]) +
+            ", at or below the base " + std::to_string(base_.index) + " recorded in '" +
+            path_of(hard_state_file_name) + "', but no segment starts right after the base");
+      doomed_segments_.push_back(segment_first_indexes.front());
+      segment_first_indexes.erase(segment_first_indexes.begin());
+    }
+  }
 
   scan_result scan = scan_log(segment_first_indexes);
   const uint64_t hint = persisted_.commit_hint;
@@ -518,6 +548,7 @@ recovered_state file_storage::recover() {
         last_index(), std::max({last_index() + 1, scan.highest_lost_index, hint})};
     repair_cut_ = scan.damage_cut;
     leftover_temp_files_ = std::move(temp_files);
+    result.base = base_;
     result.entries = std::move(scan.entries);
     result.damage = damage_;
     recovered_ = true;
@@ -529,8 +560,14 @@ recovered_state file_storage::recover() {
     entries_dropped_ += scan.torn_records;
     bytes_dropped_ += scan.torn_bytes;
   }
+  if (!doomed_segments_.empty())
+    recovery_report_ += "removed " + std::to_string(doomed_segments_.size()) +
+                        " log segment(s) at or below the base " + std::to_string(base_.index) +
+                        (persisted_.reset_in_progress ? " (finishing an interrupted reset)\n"
+                                                      : " (finishing an interrupted compaction)\n");
   leftover_temp_files_ = std::move(temp_files);
   finish_recovery(scan.torn_cut, !has_hard_state);
+  result.base = base_;
   result.entries = std::move(scan.entries);
   return result;
 }
@@ -578,6 +615,16 @@ void file_storage::finish_recovery(const std::optional<log_cut>& cut, bool fresh
     // A fresh directory gets a hard state file before any segment can exist, so that later a
     // missing file can only mean damage, never "not written yet".
     write_hard_state_file(persisted_.state, 0);
+  // Oldest first, as compact_log removes them; their entries are all in a snapshot.
+  for (uint64_t first_index : doomed_segments_) {
+    fs_->remove(path_of(segment_file_name(first_index)));
+    ++stats_.segments_deleted;
+  }
+  if (!doomed_segments_.empty())
+    sync_directory(); // before the reset flag is cleared: no old segment may come back after
+  doomed_segments_.clear();
+  if (persisted_.reset_in_progress)
+    write_hard_state_file(persisted_.state, persisted_.commit_hint, persisted_.base, false);
   std::optional<uint64_t> synced_by_cut;
   if (cut)
     synced_by_cut = apply_cut(*cut);
@@ -603,7 +650,8 @@ void file_storage::finish_recovery(const std::optional<log_cut>& cut, bool fresh
 
 file_storage::scan_result file_storage::scan_log(const std::vector<uint64_t>& first_indexes) {
   scan_result result;
-  uint64_t last_term = 0;
+  // The first entry follows the base, so its term is at least the base's.
+  uint64_t last_term = base_.term;
   for (std::size_t position = 0; position < first_indexes.size(); ++position) {
     const uint64_t first_index = first_indexes[position];
     const std::string path = path_of(segment_file_name(first_index));
@@ -621,11 +669,15 @@ file_storage::scan_result file_storage::scan_log(const std::vector<uint64_t>& fi
 
     const uint64_t expected_index = last_index() + 1;
     if (first_index != expected_index)
-      throw std::runtime_error(
-          "file_storage: log segment '" + path + "' starts at index " +
-          std::to_string(first_index) + " but the log before it ends at index " +
-          std::to_string(expected_index - 1) + (position == 0 ? " (no earlier segment)" : "") +
-          "; a segment is missing or misnamed");
+      throw std::runtime_error("file_storage: log segment '" + path + "' starts at index " +
+                               std::to_string(first_index) +
+                               " but the log before it ends at index " +
+                               std::to_string(expected_index - 1) +
+                               (position == 0 ? " (no earlier segment; the base recorded in '" +
+                                                    path_of(hard_state_file_name) + "' is " +
+                                                    std::to_string(base_.index) + ")"
+                                              : "") +
+                               "; a segment is missing or misnamed");
     const std::string bytes = fs_->read_file(path);
     if (bytes.empty() && !is_last)
       throw std::runtime_error("file_storage: log segment '" + path +
@@ -773,7 +825,24 @@ file_storage::hard_state_record file_storage::read_hard_state_file() {
     record.state.repair_until_index = get_u64(payload.data() + 12);
     record.commit_hint = get_u64(payload.data() + 20);
     record.state.repair_term = get_u64(payload.data() + 28);
+    record.base.index = get_u64(payload.data() + 36);
+    record.base.term = get_u64(payload.data() + 44);
+    const auto flags = static_cast<uint8_t>(payload[52]);
+    if ((flags & ~hard_state_reset_flag) != 0)
+      throw corrupt("unknown flags " + std::to_string(flags));
+    record.reset_in_progress = (flags & hard_state_reset_flag) != 0;
     record.state.voted_for = std::string(payload.substr(hard_state_fixed_bytes));
+    // An invariant every write keeps; a file that breaks it was not written by us.
+    if (record.base.index == 0 && record.base.term != 0)
+      throw corrupt("base index 0 with term " + std::to_string(record.base.term));
+  } else if (payload.size() >= hard_state_v3_fixed_bytes &&
+             payload.substr(0, 4) == hard_state_v3_magic) {
+    // No base (the log starts at 1) and no reset.
+    record.state.term = get_u64(payload.data() + 4);
+    record.state.repair_until_index = get_u64(payload.data() + 12);
+    record.commit_hint = get_u64(payload.data() + 20);
+    record.state.repair_term = get_u64(payload.data() + 28);
+    record.state.voted_for = std::string(payload.substr(hard_state_v3_fixed_bytes));
   } else if (payload.size() >= hard_state_v2_fixed_bytes &&
              payload.substr(0, 4) == hard_state_v2_magic) {
     record.state.term = get_u64(payload.data() + 4);
@@ -791,15 +860,26 @@ file_storage::hard_state_record file_storage::read_hard_state_file() {
 }
 
 void file_storage::write_hard_state_file(const hard_state& state, uint64_t commit_hint) {
+  assert(!persisted_.reset_in_progress);
+  write_hard_state_file(state, commit_hint, persisted_.base, false);
+}
+
+void file_storage::write_hard_state_file(const hard_state& state, uint64_t commit_hint,
+                                         const log_base& base, bool reset_in_progress) {
   assert(commit_hint <= std::max(last_index(), persisted_.commit_hint));
+  assert(commit_hint <= std::max(base.index, last_index()));
+  assert(base.index != 0 || base.term == 0);
   std::string payload(hard_state_magic);
   put_u64(payload, state.term);
   put_u64(payload, state.repair_until_index);
   put_u64(payload, commit_hint);
   put_u64(payload, state.repair_term);
+  put_u64(payload, base.index);
+  put_u64(payload, base.term);
+  payload.push_back(static_cast<char>(reset_in_progress ? hard_state_reset_flag : 0));
   payload += state.voted_for;
   write_atomically(hard_state_file_name, hard_state_temp_file_name, framed(payload));
-  persisted_ = hard_state_record{state, commit_hint};
+  persisted_ = hard_state_record{state, commit_hint, base, reset_in_progress};
   ++stats_.hard_state_writes;
 }
 
@@ -898,10 +978,32 @@ void file_storage::validate(const persist_request& request) const {
     throw std::logic_error("file_storage: data directory '" + directory_ +
                            "' belongs to cluster '" + identity_->cluster_id + "', not '" +
                            request.cluster_id + "'");
-  uint64_t end = last_index();
-  if (request.truncate_from != 0 && request.truncate_from <= end)
-    end = request.truncate_from - 1;
-  uint64_t previous_term = end == 0 ? 0 : entry_locations_[end - 1].term;
+  // The log as the request's reset and truncation leave it: entries after `base` up to `end`.
+  const log_base base = request.has_reset ? request.reset_to : base_;
+  uint64_t end = request.has_reset ? base.index : last_index();
+  if (request.has_reset) {
+    const hard_state& latest = request.has_hard_state ? request.state
+                               : pending_hard_state_  ? *pending_hard_state_
+                                                      : persisted_.state;
+    if (base.index == 0 && base.term != 0)
+      throw std::logic_error("file_storage: reset to index 0 with term " +
+                             std::to_string(base.term));
+    // Recorded with the request's hard state: a crash must not leave a base of a term the node
+    // never knew.
+    if (base.term > latest.term)
+      throw std::logic_error("file_storage: reset to a snapshot of term " +
+                             std::to_string(base.term) + ", above the node's term " +
+                             std::to_string(latest.term));
+  }
+  if (request.truncate_from != 0) {
+    if (request.truncate_from <= base.index)
+      throw std::logic_error("file_storage: truncation from index " +
+                             std::to_string(request.truncate_from) + " reaches below the base " +
+                             std::to_string(base.index) + " (entries in a snapshot)");
+    if (request.truncate_from <= end)
+      end = request.truncate_from - 1;
+  }
+  uint64_t previous_term = request.has_reset ? base.term : term_at(end);
   for (const log_entry& entry : request.entries) {
     if (entry.index != end + 1)
       throw std::logic_error("file_storage: non-contiguous append of index " +
@@ -923,6 +1025,11 @@ void file_storage::validate(const persist_request& request) const {
   if (request.commit_index > end)
     throw std::logic_error("file_storage: commit index " + std::to_string(request.commit_index) +
                            " is beyond the last log index " + std::to_string(end));
+  if (request.compact_through > end)
+    throw std::logic_error("file_storage: compaction through index " +
+                           std::to_string(request.compact_through) +
+                           " is beyond the last log index " + std::to_string(end) +
+                           " (a snapshot ahead of the log is installed with a reset)");
 }
 
 void file_storage::write(const persist_request& request) {
@@ -941,6 +1048,8 @@ void file_storage::write(const persist_request& request) {
       record_cluster();
     if (request.has_hard_state)
       pending_hard_state_ = request.state;
+    if (request.has_reset)
+      reset_log(request.reset_to); // durable, with the request's hard state
     if (request.truncate_from != 0 && request.truncate_from <= last_index()) {
       if (request.truncate_from <= persisted_.commit_hint) {
         // A deliberate reset (the node discards its state on purpose): lower the hint first, so
@@ -959,6 +1068,8 @@ void file_storage::write(const persist_request& request) {
     for (const log_entry& entry : request.entries)
       append_entry(entry);
     requested_commit_index_ = std::max(requested_commit_index_, request.commit_index);
+    if (request.compact_through > base_.index)
+      compact_log(request.compact_through);
     if (write_buffer_.size() >= options_.write_buffer_bytes)
       flush_write_buffer();
   } catch (...) {
@@ -1030,13 +1141,14 @@ void file_storage::persist_pending_hard_state() {
 }
 
 void file_storage::truncate_log_from(uint64_t index) {
-  const entry_location cut = entry_locations_[index - 1];
+  assert(index > base_.index && index <= last_index());
+  const entry_location cut = entry_locations_[index - base_.index - 1];
   const std::size_t last_position = segments_.size() - 1;
   // Cutting at a segment's first entry removes the segment: recovery accepts a segment without
   // entries only at the very end, and only as the trace of an interrupted rollover.
   const bool cut_whole_segment = index == segments_[cut.segment].first_index;
   const std::size_t first_removed = cut_whole_segment ? cut.segment : cut.segment + 1;
-  entry_locations_.resize(index - 1);
+  entry_locations_.resize(index - base_.index - 1);
   synced_last_index_ = std::min(synced_last_index_, index - 1);
 
   if (cut.segment == last_position && !cut_whole_segment && cut.offset >= flushed_size_) {
@@ -1077,6 +1189,73 @@ void file_storage::truncate_log_from(uint64_t index) {
   segments_.back().size = cut.offset;
   flushed_size_ = cut.offset;
   marker_pending_ = true; // everything before the cut is synced now
+}
+
+void file_storage::compact_log(uint64_t through) {
+  // Whole segments only, and never the last one (it may be open, buffered and unsynced): every
+  // segment dropped is then synced whole, since a segment is synced before the next starts.
+  std::size_t dropped = 0;
+  while (dropped + 1 < segments_.size() && segments_[dropped + 1].first_index - 1 <= through)
+    ++dropped;
+  if (dropped == 0)
+    return;
+  const uint64_t new_index = segments_[dropped].first_index - 1;
+  const log_base new_base{new_index, term_at(new_index)};
+  // The base first, durably (with the pending hard state, which may always go early): whatever
+  // a crash leaves of the removals below, recovery knows these segments are garbage. The
+  // directory sync in it also makes the creation of every remaining segment durable.
+  write_hard_state_file(pending_hard_state_ ? *pending_hard_state_ : persisted_.state,
+                        wanted_commit_hint(), new_base, false);
+  pending_hard_state_.reset();
+  // Oldest first, so a crash leaves a contiguous run; synced before anything later can remove or
+  // create a segment (a truncation to the base, a reset), so no leftover outlives the session.
+  for (std::size_t position = 0; position < dropped; ++position) {
+    fs_->remove(segment_path(position));
+    ++stats_.segments_deleted;
+  }
+  sync_directory();
+  entry_locations_.erase(entry_locations_.begin(),
+                         entry_locations_.begin() +
+                             static_cast<std::ptrdiff_t>(new_index - base_.index));
+  for (entry_location& location : entry_locations_)
+    location.segment -= dropped;
+  segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(dropped));
+  base_ = new_base;
+  assert(segments_.front().first_index == base_.index + 1);
+  ++stats_.compactions;
+}
+
+void file_storage::reset_log(const log_base& to) {
+  const hard_state state = pending_hard_state_ ? *pending_hard_state_ : persisted_.state;
+  // The log becomes shorter than the hint says only on purpose: lower it with the base.
+  const uint64_t hint = std::min(persisted_.commit_hint, to.index);
+  write_buffer_.clear();
+  current_file_.reset();
+  if (segments_.empty()) {
+    // No segment file exists (every one is in `segments_`), so nothing old can come back.
+    write_hard_state_file(state, hint, to, false);
+  } else {
+    // The flag makes recovery finish the job: the old log's indexes may be anything relative to
+    // the new base, so "at or below the base" cannot tell which segments are stale.
+    write_hard_state_file(state, hint, to, true);
+    for (std::size_t position = segments_.size(); position-- > 0;) {
+      fs_->remove(segment_path(position));
+      ++stats_.segments_deleted;
+    }
+    // Durable before the flag is cleared: no old segment may reappear behind the new log.
+    sync_directory();
+    write_hard_state_file(state, hint, to, false);
+  }
+  pending_hard_state_.reset();
+  segments_.clear();
+  entry_locations_.clear();
+  base_ = to;
+  flushed_size_ = 0;
+  current_segment_unsynced_ = false;
+  marker_pending_ = false;
+  synced_last_index_ = to.index; // the base is durable
+  requested_commit_index_ = std::min(requested_commit_index_, to.index);
+  ++stats_.resets;
 }
 
 void file_storage::append_entry(const log_entry& entry) {

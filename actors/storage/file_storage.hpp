@@ -2,18 +2,23 @@
 //
 // Layout of the directory:
 //   LOCK         flock'ed for the lifetime of the object: one process per directory.
-//   hard_state   one record (term, vote, repair_until_index, commit hint), replaced atomically.
+//   hard_state   one record (term, vote, repair mode, commit hint, the log's base, a reset flag),
+//                replaced atomically.
 //   identity     one record (node id, cluster id), replaced atomically; absent until recorded.
 //   log-<first index, 20 digits>.seg
-//                append-only segments; zero padding makes lexical order numeric.
+//                append-only segments; zero padding makes lexical order numeric. The first one
+//                starts right after the base (index 1 for a log never compacted or reset).
+//   snapshots/   the snapshot store's (`snapshot_store.hpp`); ignored here.
 // "Replaced atomically" = temp file, fdatasync, rename, fsync of the directory.
 //
 // Every record is framed as  u32 payload length | u32 CRC32C(payload) | payload  (little-endian).
 // Payloads:
 //   log entry    term u64 | index u64 | kind u8 (0..2) | data
 //   sync marker  0 u64 | last synced index u64 | 0xFF u8 | its own offset in the segment u64
-//   hard state   "IHS2" | term u64 | repair_until_index u64 | commit hint u64 | voted_for
-//                (a payload without the magic is the first format: term u64 | voted_for)
+//   hard state   "IHS4" | term u64 | repair_until_index u64 | commit hint u64 | repair_term u64 |
+//                base index u64 | base term u64 | flags u8 (0x01 = reset in progress) | voted_for
+//                Read too: "IHS3" (no base, no flags: base 0/0), "IHS2" (no repair term either)
+//                and, without a magic, the first format: term u64 | voted_for.
 //   identity     "IID1" | u32 length of node id | node id | cluster id
 //
 // Crash model and ordering. A crash may lose or tear anything not yet fsync'ed, and the kernel
@@ -36,6 +41,31 @@
 // Corruption is reported by `recover` as repairable damage (cut the tail, then catch up from a
 // leader); damage that cutting cannot repair (missing segments, index gaps, a log shorter than
 // the commit hint, an unreadable hard state or identity file) throws.
+//
+// The base: the index and term of the entry just before the log's first one, which a snapshot
+// covers; recorded in the hard state file, so it is known even when the log is empty.
+// - Compaction (`compact_through`) drops whole segments only, never the last one, so the new
+//   base is the last index of a dropped segment (its term is known: the entry is still in the
+//   log). Order: the hard state with the new base is replaced first (durable), then the dropped
+//   segments are removed oldest first, then the directory is synced. A crash before the rename
+//   leaves the old base and every segment; after it, some oldest segments of the dropped run may
+//   remain, all at or below the base with a successor starting at or below base + 1: recovery
+//   removes exactly those (a segment starting at or below the base without such a successor
+//   would hold entries after the base: refused). The segments dropped were synced whole at their
+//   rollover, and the directory sync of the hard state replacement made every remaining
+//   segment's name durable. Costs one hard state replacement and one directory sync.
+// - A reset (`has_reset`, a snapshot install) cannot tell stale segments by their indexes (the
+//   old log may run past the new base). Order: the hard state with the new base, the reset flag
+//   and the request's hard state (so no crash leaves a base of a term the node never recorded),
+//   then every segment removed and the directory synced, then the hard state again with the
+//   flag cleared; only then can the new log's first segment be created. Recovery that finds the
+//   flag removes every segment, syncs the directory and clears the flag: no entry of the old log
+//   survives. Costs two hard state replacements and one directory sync (one replacement if the
+//   log had no segment). A reset below the commit hint lowers the hint, like a truncation.
+// - Recovery returns the base and the entries from base + 1; a log whose last index (the base's,
+//   if empty) is below the commit hint is refused as before. Truncating or appending at or
+//   below the base is a logic error.
+// - The steady append path is unchanged: one fdatasync per `sync`.
 #pragma once
 
 #include <cstddef>
@@ -77,6 +107,9 @@ struct file_storage_stats {
   /// when idle or at destruction (one write and one fdatasync each).
   uint64_t markers_in_batches = 0;
   uint64_t markers_alone = 0;
+  /// Compactions that dropped at least one segment, and resets (snapshot installs).
+  uint64_t compactions = 0;
+  uint64_t resets = 0;
 };
 
 class file_storage final : public storage_backend {
@@ -104,8 +137,13 @@ class file_storage final : public storage_backend {
   void accept_repair();
 
   /// Throws `std::logic_error` for a request that would break the log's invariants (index gaps,
-  /// decreasing terms, a term going back, a commit index beyond the log, another cluster id),
-  /// before changing anything; also before `recover`, and after unaccepted damage.
+  /// decreasing terms, a term going back, a commit index or compaction beyond the log, a
+  /// truncation below the base, a reset to a term above the node's, another cluster id), before
+  /// changing anything; also before `recover`, and after unaccepted damage.
+  ///
+  /// A reset (`has_reset`) and a compaction that drops segments are durable when `write`
+  /// returns (they cost hard state replacements and directory syncs; see the header comment);
+  /// everything else waits for `sync`.
   void write(const persist_request& request) override;
 
   void sync() override;
@@ -124,6 +162,11 @@ class file_storage final : public storage_backend {
   /// The hard state and commit hint as they are on disk.
   const hard_state& durable_hard_state() const { return persisted_.state; }
   uint64_t commit_hint() const { return persisted_.commit_hint; }
+  /// The entry before the log's first one (durable: recorded before any segment below it goes).
+  log_base base() const { return base_; }
+  /// The log's first index (`base().index + 1`, also when the log is empty) and last index.
+  uint64_t first_index() const { return base_.index + 1; }
+  uint64_t last_index() const { return base_.index + entry_locations_.size(); }
 
   /// What `recover` had to repair, for the operator's log; empty if the directory was clean.
   const std::string& recovery_report() const { return recovery_report_; }
@@ -141,8 +184,8 @@ class file_storage final : public storage_backend {
     uint64_t size = 0;
   };
 
-  /// Where entry `i` lives, at `entry_locations_[i - 1]`. The term is kept so appends can be
-  /// checked against the entry they follow without reading the disk.
+  /// Where entry `i` lives, at `entry_locations_[i - base_.index - 1]`. The term is kept so
+  /// appends can be checked against the entry they follow without reading the disk.
   struct entry_location {
     std::size_t segment = 0;
     uint64_t offset = 0;
@@ -153,6 +196,9 @@ class file_storage final : public storage_backend {
   struct hard_state_record {
     hard_state state;
     uint64_t commit_hint = 0;
+    log_base base;
+    /// A reset to `base` began: every segment must go before the log may grow again.
+    bool reset_in_progress = false;
   };
 
   /// A cut of the log at `offset` of the segment starting at `first_index`; every later segment
@@ -170,7 +216,8 @@ class file_storage final : public storage_backend {
 
   std::string path_of(const std::string& file_name) const;
   std::string segment_path(std::size_t position) const;
-  uint64_t last_index() const { return entry_locations_.size(); }
+  /// Term of the entry at `index`, which is the base or in the log.
+  uint64_t term_at(uint64_t index) const;
   /// The hint the next hard state file would record: only indexes the synced log covers.
   uint64_t wanted_commit_hint() const;
 
@@ -178,7 +225,10 @@ class file_storage final : public storage_backend {
   void validate(const persist_request& request) const;
 
   hard_state_record read_hard_state_file();
+  /// Keeps the recorded base (no reset may be under way).
   void write_hard_state_file(const hard_state& state, uint64_t commit_hint);
+  void write_hard_state_file(const hard_state& state, uint64_t commit_hint, const log_base& base,
+                             bool reset_in_progress);
   std::optional<node_identity> read_identity_file();
   void write_identity_file(const node_identity& id);
   void write_atomically(const std::string& name, const std::string& temp_name,
@@ -187,14 +237,20 @@ class file_storage final : public storage_backend {
   /// Returns the first index of the segment it truncated and synced, if any.
   std::optional<uint64_t> apply_cut(const log_cut& cut);
   void remove_leftover_temp_files();
-  /// Removes leftover temp files, writes the first hard state file of a `fresh` directory, cuts,
-  /// and makes everything recovered durable.
+  /// Removes leftover temp files and segments at or below the base, finishes an interrupted
+  /// reset, writes the first hard state file of a `fresh` directory, cuts, and makes everything
+  /// recovered durable.
   void finish_recovery(const std::optional<log_cut>& cut, bool fresh);
 
   /// Makes the latest requested hard state durable. Called before anything a later request
   /// changes in the log reaches the kernel.
   void persist_pending_hard_state();
   void truncate_log_from(uint64_t index);
+  /// Durable on return: the new base, then the whole segments below it removed.
+  void compact_log(uint64_t through);
+  /// Durable on return: the new base with the reset flag, every segment removed, the flag
+  /// cleared. Writes the pending hard state along with the new base.
+  void reset_log(const log_base& to);
   void append_entry(const log_entry& entry);
   void append_marker();
   void start_segment(uint64_t first_index);
@@ -217,7 +273,12 @@ class file_storage final : public storage_backend {
   std::optional<log_cut> repair_cut_;
   /// Temp files a crash left before their rename, removed once recovery changes the disk.
   std::vector<std::string> leftover_temp_files_;
+  /// Segments entirely at or below the recorded base (a compaction or reset a crash
+  /// interrupted), oldest first, removed once recovery changes the disk.
+  std::vector<uint64_t> doomed_segments_;
 
+  /// Equal to `persisted_.base` except inside `compact_log` and `reset_log`.
+  log_base base_;
   std::vector<segment> segments_;
   std::vector<entry_location> entry_locations_;
   /// Open for `segments_.back()` once something needs to be written there.

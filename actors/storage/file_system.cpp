@@ -78,6 +78,25 @@ class posix_file final : public file_system::file {
     }
   }
 
+  std::string read_at(uint64_t offset, std::size_t max_bytes) override {
+    std::string bytes(max_bytes, '\0');
+    std::size_t got = 0;
+    while (got < max_bytes) {
+      const ssize_t result =
+          ::pread(fd_.get(), bytes.data() + got, max_bytes - got, static_cast<off_t>(offset + got));
+      if (result < 0) {
+        if (errno == EINTR)
+          continue;
+        throw_io_error("read", path_, errno);
+      }
+      if (result == 0)
+        break; // end of file
+      got += static_cast<std::size_t>(result);
+    }
+    bytes.resize(got);
+    return bytes;
+  }
+
   uint64_t size() override { return size_of(fd_.get(), path_); }
 
   void truncate(uint64_t size) override {

@@ -6,6 +6,7 @@
 // as a killed process would stop.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,6 +24,9 @@ class file_system {
     virtual ~file() = default;
     /// Writes all of `bytes` at `offset` (pwrite), extending the file as needed.
     virtual void write_at(uint64_t offset, std::string_view bytes) = 0;
+    /// Reads up to `max_bytes` at `offset` (pread); fewer only at the end of the file. For files
+    /// too large to read whole (snapshots).
+    virtual std::string read_at(uint64_t offset, std::size_t max_bytes) = 0;
     virtual uint64_t size() = 0;
     /// ftruncate.
     virtual void truncate(uint64_t size) = 0;

@@ -3,7 +3,9 @@
 // `write` only buffers; `sync` makes the buffer durable; `crash` throws the buffer away, as a
 // power loss would. The object outlives the node's actors (the simulator keeps it), so a
 // restarted node recovers exactly what was synced. It follows file_storage's rules for the
-// commit hint and the cluster id, and never finds damage.
+// commit hint, the cluster id, the base, compaction and resets, and never finds damage. Unlike
+// file_storage it compacts exactly through `compact_through` (file_storage drops whole segments
+// only), so its base is always the highest a correct storage may report.
 #pragma once
 
 #include <string>
@@ -39,8 +41,10 @@ class memory_storage final : public storage_backend {
   uint64_t sync_count_ = 0;
 };
 
-/// Applies `request` to `state` in the order the seam defines: hard state, truncation, append.
-/// Throws std::logic_error if the result would not be a contiguous log.
+/// Applies `request` to `state` in the order the seam defines: reset, hard state, truncation,
+/// append, compaction (exactly through `compact_through`). Throws std::logic_error, leaving
+/// `state` as it was, if the term would go back, a truncation reaches below the base,
+/// compaction goes beyond the log, or the result would not be a contiguous log.
 void apply_persist_request(recovered_state& state, const persist_request& request);
 
 } // namespace infinity

@@ -452,10 +452,10 @@ check "status shows exactly one leader" test "$(awk 'NR > 1 && $3 == "leader"' "
 check "every node names the same leader $L" \
   test "$(awk 'NR > 1 {print $5}' "$TMP/out" | sort -u)" = "$L"
 ctl members
-expect_rc "members" 0 "^ID +LEADER +HTTP ADDR +RAFT ADDR$"
+expect_rc "members" 0 "^ID +RAFT ADDRESS +ROLE +LEADER$"
 check "members lists n1, n2, n3" test "$(awk 'NR > 1 {print $1}' "$TMP/out" | sort | tr '\n' ' ')" = "n1 n2 n3 "
-check "members marks $L as the leader with its addresses" \
-  grep -Eq "^$L +yes +$(ep "$L") +127.0.0.1:${RP[$L]}$" "$TMP/out"
+check "members marks $L as the leader, a voter, with its Raft address" \
+  grep -Eq "^$L +127.0.0.1:${RP[$L]} +voter +true$" "$TMP/out"
 
 # == 6. failover, timeouts, redirects ================================================================
 
@@ -510,17 +510,23 @@ else
   fail "cannot start the looping server: $(tail -n 3 "$TMP/fake.log")"
 fi
 
-# == 7. commands today's server does not have ========================================================
+# == 7. leadership transfer ========================================================================
 
-echo "--- 7. remove, transfer-leader"
-ctl remove "$F2"
-expect_rc "remove" 3 "" "this server does not support remove (404"
-ctl transfer-leader
-expect_rc "transfer-leader" 3 "" "this server does not support transfer-leader (404"
-ctl transfer-leader "$F1"
-expect_rc "transfer-leader ID" 3 "" "this server does not support transfer-leader (404"
+echo "--- 7. transfer-leader"
+ctl --command-timeout 10s transfer-leader "$F1"
+expect_rc "transfer-leader $F1" 0 '^OK'
+find_leader 10 n1 n2 n3 || fail "no agreed leader after the transfer"
+check "$F1 leads after transfer-leader $F1" test "$LEADER" = "$F1"
+ctl --command-timeout 10s transfer-leader
+expect_rc "transfer-leader to the most up-to-date voter" 0 '^OK'
+find_leader 10 n1 n2 n3 || fail "no agreed leader after the second transfer"
+check "leadership moved away from $F1" test "$LEADER" != "$F1"
+ctl transfer-leader nobody
+check "transfer-leader to a non-member is refused (exit $RC: $(head -c 200 "$TMP/err"))" test "$RC" != 0
+ctl put after-transfer yes
+expect_rc "writes go on after the transfers" 0 '^OK'
 ctl members
-check "nothing changed: still three members" test "$(awk 'NR > 1' "$TMP/out" | wc -l)" = 3
+check "nothing else changed: still three members" test "$(awk 'NR > 1' "$TMP/out" | wc -l)" = 3
 
 # == 8. TLS and tokens ===============================================================================
 
@@ -598,5 +604,21 @@ ctl --endpoints "$(ep "$L")$REST" status
 expect_rc "status with the old leader down" 3 "" "cannot connect"
 check "status still lists the three live nodes" test "$(awk 'NR > 1' "$TMP/out" | wc -l)" = 3
 check "with exactly one leader" test "$(awk 'NR > 1 && $3 == "leader"' "$TMP/out" | wc -l)" = 1
+
+# == 11. remove the dead node ========================================================================
+
+echo "--- 11. remove the killed leader $L"
+ctl --endpoints "${REST#,}" --command-timeout 20s remove "$L"
+expect_rc "remove $L" 0 '^OK'
+GONE=0
+for _ in $(seq 1 50); do
+  ctl --endpoints "${REST#,}" members
+  [ "$RC" = 0 ] && ! grep -Eq "^$L " "$TMP/out" && [ "$(awk 'NR > 1' "$TMP/out" | wc -l)" = 3 ] \
+    && { GONE=1; break; }
+  sleep 0.2
+done
+check "three members remain, without $L" test "$GONE" = 1 || echo "  members: $OUT $ERR"
+ctl --endpoints "${REST#,}" --command-timeout 20s put after-remove yes
+expect_rc "writes go on with three members" 0 '^OK'
 
 finish

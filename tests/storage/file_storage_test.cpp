@@ -8,12 +8,15 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "actors/storage/file_storage.hpp"
+#include "actors/storage/memory_storage.hpp"
 
 namespace fs = std::filesystem;
 using namespace infinity;
@@ -119,7 +122,23 @@ constexpr std::size_t marker_size = 8 + 25;
 
 std::string hard_state_payload(uint64_t term, const std::string& voted_for,
                                uint64_t repair_until_index = 0, uint64_t commit_hint = 0,
-                               uint64_t repair_term = 0) {
+                               uint64_t repair_term = 0, log_base base = {},
+                               bool reset_in_progress = false) {
+  std::string payload = "IHS4";
+  put_le(payload, term, 8);
+  put_le(payload, repair_until_index, 8);
+  put_le(payload, commit_hint, 8);
+  put_le(payload, repair_term, 8);
+  put_le(payload, base.index, 8);
+  put_le(payload, base.term, 8);
+  put_le(payload, reset_in_progress ? 1 : 0, 1);
+  return payload + voted_for;
+}
+
+/// The third format, before the base: what a directory written by an earlier version holds.
+std::string hard_state_v3_payload(uint64_t term, const std::string& voted_for,
+                                  uint64_t repair_until_index = 0, uint64_t commit_hint = 0,
+                                  uint64_t repair_term = 0) {
   std::string payload = "IHS3";
   put_le(payload, term, 8);
   put_le(payload, repair_until_index, 8);
@@ -315,6 +334,29 @@ BOOST_AUTO_TEST_CASE(hard_state_file_of_the_first_format_is_read) {
   const recovered_state state = recover_from(*this);
   BOOST_CHECK(state.state == (hard_state{4, "n2"}));
   check_entries(state.entries, {make_entry(1, 3)});
+}
+
+BOOST_AUTO_TEST_CASE(hard_state_file_of_the_third_format_is_read_with_base_zero) {
+  fs::create_directory(data);
+  write_bytes(file("hard_state"), framed(hard_state_v3_payload(6, "n1", 9, 2, 5)));
+  write_bytes(file(first_segment),
+              encoded_record(make_entry(1, 3)) + encoded_record(make_entry(2, 3)));
+  file_storage storage(data);
+  const recovered_state state = storage.recover();
+  BOOST_CHECK(state.state == (hard_state{6, "n1", 9, 5}));
+  BOOST_CHECK(state.base == log_base{});
+  BOOST_CHECK_EQUAL(storage.commit_hint(), 2u);
+  check_entries(state.entries, {make_entry(1, 3), make_entry(2, 3)});
+  // Recovery does not rewrite it; the next hard state write uses the current format.
+  BOOST_CHECK(read_bytes(file("hard_state")) == framed(hard_state_v3_payload(6, "n1", 9, 2, 5)));
+}
+
+BOOST_AUTO_TEST_CASE(hard_state_file_with_unknown_flags_is_refused) {
+  fs::create_directory(data);
+  std::string payload = hard_state_payload(2, "");
+  payload[52] = 0x02;
+  write_bytes(file("hard_state"), framed(payload));
+  check_recover_throws(*this, {"hard_state", "unknown flags"});
 }
 
 BOOST_AUTO_TEST_CASE(latest_hard_state_wins_and_voted_for_can_be_cleared) {
@@ -805,6 +847,453 @@ BOOST_AUTO_TEST_CASE(commit_index_beyond_the_log_is_a_logic_error) {
   persist_request request = append_request(make_entries(1, 3, 1));
   request.commit_index = 4;
   BOOST_CHECK_THROW(storage.write(request), std::logic_error);
+}
+
+// -- the base: compaction and resets (snapshots)
+// -----------------------------------------------------
+
+uint64_t first_index_of(const std::string& segment_name) {
+  return std::stoull(segment_name.substr(4, 20));
+}
+
+std::vector<log_entry> slice(const std::vector<log_entry>& entries, uint64_t from, uint64_t to) {
+  std::vector<log_entry> out;
+  for (const auto& entry : entries)
+    if (entry.index >= from && entry.index <= to)
+      out.push_back(entry);
+  return out;
+}
+
+BOOST_AUTO_TEST_CASE(compaction_drops_whole_segments_below_it_and_records_the_base) {
+  const auto options = small_segments();
+  // Every entry of its own term, so the base's term can only be the base entry's.
+  std::vector<log_entry> entries;
+  for (uint64_t index = 1; index <= 60; ++index)
+    entries.push_back(make_entry(index, index));
+  write_and_sync(*this, append_request(entries, 0, hard_state{60, "a"}), options);
+  const std::vector<std::string> before = segment_files(*this);
+  BOOST_REQUIRE_GT(before.size(), 6u);
+  // Through an index inside a segment: that segment stays, with the entries up to it.
+  const uint64_t inside = first_index_of(before.at(4)) + 1;
+  const uint64_t expected_base = first_index_of(before.at(4)) - 1;
+  {
+    file_storage storage(data, options);
+    storage.recover();
+    persist_request request = append_request({make_entry(61, 60)});
+    request.compact_through = inside;
+    storage.write(request);
+    // Durable at once, and the log keeps every entry after the new base.
+    BOOST_CHECK_EQUAL(storage.base().index, expected_base);
+    BOOST_CHECK_EQUAL(storage.base().term, expected_base);
+    BOOST_CHECK_EQUAL(storage.first_index(), expected_base + 1);
+    BOOST_CHECK_EQUAL(storage.last_index(), 61u);
+    BOOST_CHECK_EQUAL(storage.stats().compactions, 1u);
+    BOOST_CHECK_EQUAL(storage.stats().segments_deleted, 4u);
+    storage.sync();
+  }
+  BOOST_CHECK(segment_files(*this) ==
+              std::vector<std::string>(before.begin() + 4, before.end())); // names unchanged
+  BOOST_CHECK(read_bytes(file("hard_state")) ==
+              framed(hard_state_payload(60, "a", 0, 0, 0, log_base{expected_base, expected_base})));
+  file_storage storage(data, options);
+  const recovered_state state = storage.recover();
+  BOOST_CHECK(storage.recovery_report().empty());
+  BOOST_CHECK_EQUAL(state.base.index, expected_base);
+  BOOST_CHECK_EQUAL(state.base.term, expected_base);
+  check_entries(state.entries, slice(concat(entries, {make_entry(61, 60)}), expected_base + 1, 61));
+  // Appends and truncations above the base go on as before.
+  storage.write(append_request(make_entries(59, 62, 61), 59, hard_state{61, ""}));
+  storage.sync();
+}
+
+BOOST_AUTO_TEST_CASE(compaction_never_drops_the_last_segment_nor_a_segment_holding_later_entries) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 30, 1), 0, hard_state{1, ""}), options);
+  const std::vector<std::string> names = segment_files(*this);
+  BOOST_REQUIRE_GT(names.size(), 2u);
+  file_storage storage(data, options);
+  storage.recover();
+  // Through the entry before the second segment's first: only the first segment goes.
+  persist_request request;
+  request.compact_through = first_index_of(names.at(1)) - 2;
+  storage.write(request);
+  BOOST_CHECK_EQUAL(storage.stats().compactions, 0u);
+  BOOST_CHECK_EQUAL(storage.base().index, 0u);
+  request.compact_through = first_index_of(names.at(1)) - 1;
+  storage.write(request);
+  BOOST_CHECK_EQUAL(storage.base().index, first_index_of(names.at(1)) - 1);
+  // Through the last index: every segment but the last.
+  request.compact_through = 30;
+  storage.write(request);
+  BOOST_CHECK(segment_files(*this) == std::vector<std::string>{names.back()});
+  BOOST_CHECK_EQUAL(storage.base().index, first_index_of(names.back()) - 1);
+  BOOST_CHECK_EQUAL(storage.last_index(), 30u);
+  // Below the base: nothing to do, nothing written.
+  const uint64_t writes = storage.stats().hard_state_writes;
+  request.compact_through = 3;
+  storage.write(request);
+  BOOST_CHECK_EQUAL(storage.stats().hard_state_writes, writes);
+}
+
+BOOST_AUTO_TEST_CASE(requests_below_the_base_or_compaction_beyond_the_log_are_logic_errors) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 30, 1), 0, hard_state{1, ""}), options);
+  file_storage storage(data, options);
+  storage.recover();
+  persist_request compact;
+  compact.compact_through = 20;
+  storage.write(compact);
+  const uint64_t base = storage.base().index;
+  BOOST_REQUIRE_GT(base, 2u);
+  BOOST_CHECK_THROW(storage.write(append_request({}, base)), std::logic_error);
+  BOOST_CHECK_THROW(storage.write(append_request({}, 1)), std::logic_error);
+  BOOST_CHECK_THROW(storage.write(append_request({make_entry(base, 1)}, base)), std::logic_error);
+  persist_request beyond;
+  beyond.compact_through = 31;
+  BOOST_CHECK_THROW(storage.write(beyond), std::logic_error);
+  beyond.entries = {make_entry(31, 1)}; // the request's own appends count
+  storage.write(beyond);
+  BOOST_CHECK_EQUAL(storage.last_index(), 31u);
+  BOOST_CHECK_GT(storage.base().index, base); // through the last index: all but the last segment
+  // Truncating to just after the base is allowed: the log becomes empty.
+  storage.write(append_request({}, storage.base().index + 1));
+  BOOST_CHECK_EQUAL(storage.last_index(), storage.base().index);
+}
+
+BOOST_AUTO_TEST_CASE(a_log_truncated_to_its_base_is_empty_and_grows_from_there) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 30, 1), 0, hard_state{1, ""}), options);
+  uint64_t base = 0;
+  {
+    file_storage storage(data, options);
+    storage.recover();
+    persist_request request;
+    request.compact_through = 30;
+    storage.write(request);
+    base = storage.base().index;
+    storage.write(append_request({}, base + 1, hard_state{2, ""}));
+    storage.sync();
+  }
+  BOOST_CHECK(segment_files(*this).empty());
+  {
+    file_storage storage(data, options);
+    const recovered_state state = storage.recover();
+    BOOST_CHECK(state.entries.empty());
+    BOOST_CHECK(state.base == (log_base{base, 1}));
+    storage.write(append_request(make_entries(base + 1, base + 2, 2)));
+    storage.sync();
+  }
+  char name[64];
+  std::snprintf(name, sizeof(name), "log-%020llu.seg", static_cast<unsigned long long>(base + 1));
+  BOOST_CHECK(segment_files(*this) == std::vector<std::string>{name});
+  check_entries(recover_from(*this, options).entries, make_entries(base + 1, base + 2, 2));
+}
+
+BOOST_AUTO_TEST_CASE(segments_left_below_the_base_by_a_crash_are_removed_by_recovery) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 40, 1), 0, hard_state{1, ""}), options);
+  const std::vector<std::string> names = segment_files(*this);
+  BOOST_REQUIRE_GT(names.size(), 4u);
+  // What a crash right after the new base became durable leaves: every old segment.
+  const uint64_t base = first_index_of(names.at(3)) - 1;
+  write_bytes(file("hard_state"), framed(hard_state_payload(1, "", 0, 0, 0, log_base{base, 1})));
+  file_storage storage(data, options);
+  const recovered_state state = storage.recover();
+  BOOST_CHECK(state.base == (log_base{base, 1}));
+  check_entries(state.entries, make_entries(base + 1, 40, 1));
+  BOOST_CHECK(segment_files(*this) == std::vector<std::string>(names.begin() + 3, names.end()));
+  BOOST_CHECK(storage.recovery_report().find("interrupted compaction") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_segment_reaching_above_the_base_without_a_successor_is_refused) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 40, 1), 0, hard_state{1, ""}), options);
+  const std::vector<std::string> names = segment_files(*this);
+  // A base inside the third segment: no segment starts right after it.
+  const uint64_t base = first_index_of(names.at(2)) + 1;
+  write_bytes(file("hard_state"), framed(hard_state_payload(1, "", 0, 0, 0, log_base{base, 1})));
+  check_recover_throws(*this, {names.at(2), "no segment starts right after the base"}, options);
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_first_segment_after_the_base_is_refused) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 40, 1), 0, hard_state{1, ""}), options);
+  const std::vector<std::string> names = segment_files(*this);
+  // A finished compaction, and then the segment right after the base is lost.
+  const uint64_t base = first_index_of(names.at(2)) - 1;
+  write_bytes(file("hard_state"), framed(hard_state_payload(1, "", 0, 0, 0, log_base{base, 1})));
+  for (std::size_t i = 0; i <= 2; ++i)
+    fs::remove(file(names.at(i)));
+  check_recover_throws(*this, {names.at(3), "missing", "base"}, options);
+}
+
+BOOST_AUTO_TEST_CASE(an_empty_log_below_the_commit_hint_is_refused_at_its_base) {
+  fs::create_directory(data);
+  write_bytes(file("hard_state"), framed(hard_state_payload(3, "", 0, 12, 0, log_base{10, 2})));
+  check_recover_throws(*this, {"ends at index 10", "index 12"});
+  write_bytes(file("hard_state"), framed(hard_state_payload(3, "", 0, 10, 0, log_base{10, 2})));
+  const recovered_state state = recover_from(*this);
+  BOOST_CHECK(state.base == (log_base{10, 2}));
+  BOOST_CHECK(state.entries.empty());
+}
+
+BOOST_AUTO_TEST_CASE(the_first_entry_after_the_base_may_not_have_a_lower_term) {
+  fs::create_directory(data);
+  write_bytes(file("hard_state"), framed(hard_state_payload(3, "", 0, 0, 0, log_base{10, 3})));
+  write_bytes(file("log-00000000000000000011.seg"), encoded_record(make_entry(11, 2)));
+  check_recover_throws(*this, {"log-00000000000000000011.seg", "term 2", "below the term 3"});
+}
+
+persist_request reset_request(log_base to, std::vector<log_entry> entries,
+                              std::optional<hard_state> state = std::nullopt) {
+  persist_request request = append_request(std::move(entries), 0, state);
+  request.has_reset = true;
+  request.reset_to = to;
+  return request;
+}
+
+BOOST_AUTO_TEST_CASE(a_reset_discards_the_log_and_restarts_it_after_the_base) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 40, 1), 0, hard_state{1, ""}), options);
+  for (const log_base to : {log_base{100, 3}, log_base{5, 2}, log_base{0, 0}}) {
+    BOOST_TEST_CONTEXT("reset to " << to.index << "/" << to.term) {
+      const auto after = make_entries(to.index + 1, to.index + 3, 4);
+      {
+        file_storage storage(data, options);
+        storage.recover();
+        const uint64_t deleted = storage.stats().segments_deleted;
+        storage.write(reset_request(to, after, hard_state{4, "b"}));
+        BOOST_CHECK_GT(storage.stats().segments_deleted, deleted);
+        BOOST_CHECK_EQUAL(storage.stats().resets, 1u);
+        storage.sync();
+      }
+      char name[64];
+      std::snprintf(name, sizeof(name), "log-%020llu.seg",
+                    static_cast<unsigned long long>(to.index + 1));
+      BOOST_CHECK(segment_files(*this) == std::vector<std::string>{name});
+      file_storage storage(data, options);
+      const recovered_state state = storage.recover();
+      BOOST_CHECK(state.base == to);
+      BOOST_CHECK(state.state == (hard_state{4, "b"}));
+      check_entries(state.entries, after);
+      BOOST_CHECK(storage.recovery_report().empty());
+      // Long enough to span segments again for the next reset.
+      storage.write(append_request(make_entries(to.index + 4, to.index + 40, 4)));
+      storage.sync();
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_reset_of_an_empty_log_writes_the_hard_state_once) {
+  file_storage storage(data);
+  storage.recover();
+  const file_storage_stats before = storage.stats();
+  storage.write(reset_request(log_base{7, 2}, {}, hard_state{2, ""}));
+  BOOST_CHECK_EQUAL(storage.stats().hard_state_writes - before.hard_state_writes, 1u);
+  BOOST_CHECK(storage.base() == (log_base{7, 2}));
+  BOOST_CHECK(read_bytes(file("hard_state")) ==
+              framed(hard_state_payload(2, "", 0, 0, 0, log_base{7, 2})));
+}
+
+BOOST_AUTO_TEST_CASE(invalid_resets_are_rejected_without_effect) {
+  write_and_sync(*this, append_request(make_entries(1, 5, 2), 0, hard_state{2, ""}));
+  file_storage storage(data);
+  storage.recover();
+  // Entries must follow the new base; the base's term cannot be above the node's.
+  BOOST_CHECK_THROW(storage.write(reset_request(log_base{10, 2}, {make_entry(6, 2)})),
+                    std::logic_error);
+  BOOST_CHECK_THROW(storage.write(reset_request(log_base{10, 3}, {})), std::logic_error);
+  BOOST_CHECK_THROW(storage.write(reset_request(log_base{0, 1}, {})), std::logic_error);
+  persist_request below = reset_request(log_base{10, 2}, {});
+  below.truncate_from = 10;
+  BOOST_CHECK_THROW(storage.write(below), std::logic_error);
+  BOOST_CHECK_EQUAL(storage.stats().resets, 0u);
+  BOOST_CHECK_EQUAL(storage.last_index(), 5u);
+  // With the request's new term it is fine.
+  storage.write(reset_request(log_base{10, 3}, {make_entry(11, 3)}, hard_state{3, ""}));
+  BOOST_CHECK_EQUAL(storage.last_index(), 11u);
+}
+
+BOOST_AUTO_TEST_CASE(a_reset_below_the_commit_hint_lowers_it_and_one_above_keeps_it) {
+  write_log_with_hint(*this); // entries 1..20, hint 15
+  {
+    file_storage storage(data);
+    storage.recover();
+    storage.write(reset_request(log_base{30, 1}, {}));
+    BOOST_CHECK_EQUAL(storage.commit_hint(), 15u);
+    storage.write(reset_request(log_base{9, 1}, {}));
+    BOOST_CHECK_EQUAL(storage.commit_hint(), 9u);
+    storage.sync();
+  }
+  file_storage storage(data);
+  BOOST_CHECK(storage.recover().base == (log_base{9, 1}));
+  BOOST_CHECK_EQUAL(storage.commit_hint(), 9u);
+}
+
+BOOST_AUTO_TEST_CASE(an_interrupted_reset_is_finished_by_recovery) {
+  const auto options = small_segments();
+  write_and_sync(*this, append_request(make_entries(1, 40, 1), 0, hard_state{1, ""}), options);
+  BOOST_REQUIRE_GT(segment_files(*this).size(), 3u);
+  // The flag is durable and the old segments are all still there, some beyond the new base.
+  write_bytes(file("hard_state"),
+              framed(hard_state_payload(2, "x", 0, 0, 0, log_base{25, 2}, true)));
+  {
+    file_storage storage(data, options);
+    const recovered_state state = storage.recover();
+    BOOST_CHECK(state.base == (log_base{25, 2}));
+    BOOST_CHECK(state.entries.empty());
+    BOOST_CHECK(storage.recovery_report().find("interrupted reset") != std::string::npos);
+  }
+  BOOST_CHECK(segment_files(*this).empty());
+  BOOST_CHECK(read_bytes(file("hard_state")) ==
+              framed(hard_state_payload(2, "x", 0, 0, 0, log_base{25, 2}, false)));
+}
+
+BOOST_AUTO_TEST_CASE(compaction_and_reset_cost_what_the_header_says_and_appends_stay_cheap) {
+  const auto options = small_segments();
+  file_storage storage(data, options);
+  storage.recover();
+  storage.write(append_request(make_entries(1, 30, 1), 0, hard_state{1, ""}));
+  storage.sync();
+  file_storage_stats before = storage.stats();
+  persist_request compact;
+  compact.compact_through = 20;
+  storage.write(compact);
+  file_storage_stats after = storage.stats();
+  BOOST_CHECK_EQUAL(after.hard_state_writes - before.hard_state_writes, 1u);
+  BOOST_CHECK_EQUAL(after.file_syncs - before.file_syncs, 1u);           // the temp file
+  BOOST_CHECK_EQUAL(after.directory_syncs - before.directory_syncs, 2u); // rename, removals
+
+  before = after;
+  storage.write(reset_request(log_base{50, 1}, {}));
+  after = storage.stats();
+  BOOST_CHECK_EQUAL(after.hard_state_writes - before.hard_state_writes, 2u);
+  BOOST_CHECK_EQUAL(after.file_syncs - before.file_syncs, 2u);
+  BOOST_CHECK_EQUAL(after.directory_syncs - before.directory_syncs, 3u);
+
+  storage.write(append_request({make_entry(51, 1)}));
+  storage.sync(); // creates the first segment of the new log: its directory sync
+  before = storage.stats();
+  for (uint64_t index = 52; index <= 71; ++index) {
+    storage.write(append_request({make_entry(index, 1)}));
+    storage.sync();
+  }
+  after = storage.stats();
+  BOOST_CHECK_GT(after.segments_created - before.segments_created, 1u);
+  BOOST_CHECK_EQUAL(after.file_syncs - before.file_syncs, 20u);
+  // Only the new segments' names; no hard state replacement.
+  BOOST_CHECK_EQUAL(after.directory_syncs - before.directory_syncs,
+                    after.segments_created - before.segments_created);
+  BOOST_CHECK_EQUAL(after.hard_state_writes - before.hard_state_writes, 0u);
+}
+
+/// file_storage and memory_storage (which the unit tests and the simulator use) agree on every
+/// request: the same entries after memory's base, and file_storage's base at or below it with
+/// the same term as the entry there.
+BOOST_AUTO_TEST_CASE(file_storage_and_memory_storage_agree_on_bases_compaction_and_resets) {
+  const auto options = small_segments();
+  std::mt19937_64 rng(42);
+  memory_storage memory;
+  auto storage = std::make_unique<file_storage>(data, options);
+  storage->recover();
+  uint64_t term = 1;
+  uint64_t commit = 0;
+  std::vector<log_entry> full; // every entry since the last reset, from memory's point of view
+  log_base reset_base;
+  for (int step = 0; step < 300; ++step) {
+    persist_request request;
+    const uint64_t last = reset_base.index + full.size();
+    const unsigned kind = static_cast<unsigned>(rng() % 100);
+    if (kind < 5) {
+      ++term;
+      request.has_hard_state = true;
+      request.state = hard_state{term, ""};
+      request.has_reset = true;
+      request.reset_to = log_base{last / 2 + rng() % 40, term - 1};
+      if (request.reset_to.index == 0)
+        request.reset_to.term = 0;
+      reset_base = request.reset_to;
+      full.clear();
+      commit = reset_base.index;
+    } else if (kind < 20 && last > commit) {
+      request.truncate_from = commit + 1 + rng() % (last - commit);
+      full.resize(request.truncate_from - 1 - reset_base.index);
+    } else if (kind < 35 && commit > 0) {
+      request.compact_through = commit - rng() % (commit / 2 + 1);
+    }
+    const uint64_t count = rng() % 6;
+    for (uint64_t i = 0; i < count; ++i) {
+      log_entry entry = make_entry(reset_base.index + full.size() + 1, term);
+      request.entries.push_back(entry);
+      full.push_back(entry);
+    }
+    commit = std::max(commit, reset_base.index + full.size() - rng() % 3);
+    commit = std::min<uint64_t>(commit, reset_base.index + full.size());
+    request.commit_index = commit;
+    BOOST_TEST_CONTEXT("step " << step) {
+      BOOST_REQUIRE_NO_THROW(storage->write(request));
+      memory.write(request);
+      storage->sync();
+      memory.sync();
+      const recovered_state& expected = memory.durable();
+      BOOST_REQUIRE_LE(storage->base().index, expected.base.index);
+      BOOST_REQUIRE_GE(storage->base().index, reset_base.index);
+      BOOST_REQUIRE_EQUAL(storage->last_index(), expected.base.index + expected.entries.size());
+      const uint64_t base_term = storage->base().index == reset_base.index
+                                     ? reset_base.term
+                                     : full[storage->base().index - reset_base.index - 1].term;
+      BOOST_REQUIRE_EQUAL(storage->base().term, base_term);
+      BOOST_REQUIRE_EQUAL(storage->commit_hint() <= memory.commit_hint(), true);
+    }
+  }
+  BOOST_CHECK_GT(storage->stats().compactions, 5u);
+  BOOST_CHECK_GT(storage->stats().resets, 5u);
+  const recovered_state& expected = memory.durable();
+  storage.reset();
+  storage = std::make_unique<file_storage>(data, options);
+  const recovered_state got = storage->recover();
+  BOOST_CHECK(got.state == expected.state);
+  // What memory keeps, file_storage keeps too, after its own (lower or equal) base.
+  BOOST_REQUIRE_LE(got.base.index, expected.base.index);
+  const auto tail = slice(got.entries, expected.base.index + 1, UINT64_MAX);
+  check_entries(tail, expected.entries);
+}
+
+BOOST_AUTO_TEST_CASE(
+    memory_storage_applies_reset_then_hard_state_then_truncation_append_compaction) {
+  recovered_state state;
+  apply_persist_request(state, append_request(make_entries(1, 10, 1), 0, hard_state{1, ""}));
+  persist_request request = append_request(make_entries(8, 9, 2), 8, hard_state{2, ""});
+  request.compact_through = 7; // the base's term is the entry's, not its successor's
+  apply_persist_request(state, request);
+  BOOST_CHECK(state.base == (log_base{7, 1}));
+  check_entries(state.entries, make_entries(8, 9, 2));
+  // Refused requests change nothing.
+  const recovered_state before = state;
+  BOOST_CHECK_THROW(apply_persist_request(state, append_request({}, 7)), std::logic_error);
+  persist_request beyond;
+  beyond.compact_through = 10;
+  BOOST_CHECK_THROW(apply_persist_request(state, beyond), std::logic_error);
+  BOOST_CHECK_EQUAL(state.entries.size(), before.entries.size());
+  BOOST_CHECK(state.base == before.base);
+  // A reset, with entries after its base.
+  apply_persist_request(state,
+                        reset_request(log_base{20, 2}, make_entries(21, 22, 3), hard_state{3, ""}));
+  BOOST_CHECK(state.base == (log_base{20, 2}));
+  check_entries(state.entries, make_entries(21, 22, 3));
+
+  memory_storage memory;
+  persist_request with_commit = append_request(make_entries(1, 10, 1), 0, hard_state{1, ""});
+  with_commit.commit_index = 8;
+  memory.write(with_commit);
+  memory.sync();
+  BOOST_CHECK_EQUAL(memory.commit_hint(), 8u);
+  memory.write(reset_request(log_base{5, 1}, {}));
+  memory.sync();
+  BOOST_CHECK_EQUAL(memory.commit_hint(), 5u);
+  memory.write(reset_request(log_base{30, 1}, {}));
+  memory.sync();
+  BOOST_CHECK_EQUAL(memory.commit_hint(), 5u);
 }
 
 // -- identity

@@ -38,6 +38,14 @@ class sim_file_system::sim_file final : public file_system::file {
     fs_.record_data(inode_, std::move(op));
   }
 
+  std::string read_at(uint64_t offset, std::size_t max_bytes) override {
+    enter();
+    const std::string& data = fs_.inodes_.at(inode_).data;
+    if (offset >= data.size())
+      return {};
+    return data.substr(static_cast<std::size_t>(offset), max_bytes);
+  }
+
   uint64_t size() override {
     enter();
     return fs_.inodes_.at(inode_).data.size();
@@ -181,7 +189,9 @@ void sim_file_system::apply_data(std::string& data, const operation& op, const t
   std::size_t length = op.bytes.size();
   if (tear && tear->kind == tear_kind::keep_prefix)
     length = std::min(length, tear->keep_bytes);
-  if (length > 0 && data.size() < offset + length)
+  if (length == 0)
+    return; // nothing arrived, not even a hole: a write past the end leaves the size alone
+  if (data.size() < offset + length)
     data.resize(offset + length, '\0');
   if (!tear || tear->kind != tear_kind::lose_sectors) {
     data.replace(offset, length, op.bytes, 0, length);
@@ -515,6 +525,52 @@ std::string sim_crash_outcome::describe() const {
     break;
   }
   return text;
+}
+
+void for_each_crash_outcome(const sim_file_system& crashed,
+                            const std::function<void(sim_file_system&, const std::string&)>& check,
+                            bool with_tears) {
+  using tear_kind = sim_tear_kind;
+  const std::size_t unsynced = crashed.unsynced_operation_count();
+  std::mt19937_64 rng(unsynced);
+  for (std::size_t prefix = 0; prefix <= unsynced; ++prefix) {
+    std::vector<sim_tear_options> tears{sim_tear_options{}};
+    const std::size_t size = prefix == 0 ? 0 : crashed.unsynced_write_size(prefix - 1);
+    if (with_tears && size > 0) {
+      for (std::size_t keep :
+           {std::size_t{0}, std::size_t{1}, std::size_t{9}, size / 2, size - 1}) {
+        sim_tear_options tear;
+        tear.kind = tear_kind::keep_prefix;
+        tear.keep_bytes = std::min(keep, size - 1);
+        tears.push_back(tear);
+      }
+      const std::size_t sectors = crashed.unsynced_write_sectors(prefix - 1);
+      std::vector<std::vector<std::size_t>> losses{{0}, {sectors - 1}};
+      if (sectors > 2) {
+        losses.push_back({1});
+        std::vector<std::size_t> random;
+        for (std::size_t sector = 0; sector < sectors; ++sector)
+          if (rng() % 2 == 0)
+            random.push_back(sector);
+        losses.push_back(random);
+      }
+      for (auto& lost : losses) {
+        sim_tear_options tear;
+        tear.kind = tear_kind::lose_sectors;
+        tear.lost_sectors = lost;
+        tears.push_back(tear);
+      }
+    }
+    for (const auto& tear : tears) {
+      sim_file_system image(crashed);
+      image.crash_keeping(prefix, tear);
+      sim_crash_outcome outcome;
+      outcome.prefix = prefix;
+      outcome.unsynced = unsynced;
+      outcome.tear = tear;
+      check(image, outcome.describe());
+    }
+  }
 }
 
 // -- inspection and surgery

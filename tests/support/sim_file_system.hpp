@@ -1,6 +1,7 @@
 // A simulated file system that can lose power at any system call, after the crash models of
 // ALICE (Pillai et al., OSDI 2014) and CrashMonkey (Mohan et al., OSDI 2018).
 //
+// Every call counts toward `fail_after`, reads (read_file, read_at, list_directory, size) too.
 // Every mutating call (write, truncate, create, rename, remove, mkdir) is recorded in issue
 // order. `file::sync_data` makes that file's earlier writes and truncations durable;
 // `sync_directory` makes the earlier creations, renames and removals in that directory durable.
@@ -21,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -193,5 +195,13 @@ class sim_file_system final : public file_system {
   std::map<std::string, std::vector<uint64_t>> pending_by_directory_;
   std::set<std::string> locked_;
 };
+
+/// Every crash outcome of the unsynced operations of `crashed`, each on its own copy: each prefix,
+/// and with `with_tears`, for a kept last write also its tears (a few prefixes of it, its first,
+/// second and last sector lost, and a random set of lost sectors). `check` gets the copy after
+/// the crash and a description of the outcome.
+void for_each_crash_outcome(const sim_file_system& crashed,
+                            const std::function<void(sim_file_system&, const std::string&)>& check,
+                            bool with_tears = true);
 
 } // namespace infinity
