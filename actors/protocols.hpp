@@ -56,8 +56,8 @@ struct snapshot_job {
 /// followers, stores chunks received from the leader, and loads received snapshots.
 using snapshot_actor = caf::typed_actor<
     caf::replies_to<snapshot_write_atom, snapshot_job>::with<snapshot_info>,
-    caf::replies_to<snapshot_read_atom, snapshot_info, uint64_t, uint64_t>::with<bool,
-                                                                                  std::string>,
+    caf::replies_to<snapshot_read_atom, snapshot_info, uint64_t, uint64_t>::with<bool, std::string,
+                                                                                 snapshot_info>,
     caf::replies_to<snapshot_store_atom, snapshot_info, uint64_t, std::string,
                     bool>::with<uint64_t, bool, bool>,
     caf::replies_to<snapshot_load_atom, snapshot_info>::with<restored_state_machine>>;

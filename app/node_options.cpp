@@ -61,7 +61,14 @@ po::options_description common_options() {
       "by other users")(
       "client-token-file", po::value<std::string>(),
       "file holding the Bearer token every other request then requires (the admin token works "
-      "too); not readable by other users");
+      "too); not readable by other users")(
+      "snapshot-entries", po::value<std::string>(),
+      "snapshot the state machine after this many applied entries; 0 = only by bytes [10000]")(
+      "snapshot-bytes", po::value<std::string>(),
+      "... or after this many bytes of applied commands; 0 = only by entries [33554432]")(
+      "snapshot-keep-tail", po::value<std::string>(),
+      "log entries kept before a snapshot, so followers a little behind need no snapshot [1024]")(
+      "snapshot-retain", po::value<std::string>(), "snapshot files kept on disk [2]");
   return desc;
 }
 
@@ -241,9 +248,15 @@ std::string apply_options(const po::variables_map& vm, node_options& opts) {
            apply_number(vm, "http-header-timeout-ms", 100, 3600000, opts.http_header_timeout_ms),
            apply_number(vm, "http-body-timeout-ms", 100, 3600000, opts.http_body_timeout_ms),
            apply_number(vm, "http-write-timeout-ms", 100, 3600000, opts.http_write_timeout_ms),
+           apply_number(vm, "snapshot-entries", 0, uint64_t{1} << 40, opts.snapshot_entries),
+           apply_number(vm, "snapshot-bytes", 0, uint64_t{1} << 50, opts.snapshot_bytes),
+           apply_number(vm, "snapshot-keep-tail", 0, uint64_t{1} << 40, opts.snapshot_keep_tail),
+           apply_number(vm, "snapshot-retain", 1, 1000, opts.snapshot_retain),
        })
     if (!error.empty())
       return error;
+  if (opts.snapshot_entries == 0 && opts.snapshot_bytes == 0)
+    return "--snapshot-entries and --snapshot-bytes are both 0: the log would grow forever";
   if (auto v = get("http-tls-cert"))
     opts.http_tls_cert = *v;
   if (auto v = get("http-tls-key"))

@@ -51,6 +51,12 @@ struct node_options {
   /// The tokens read from those files (empty when not given).
   std::string admin_token;
   std::string client_token;
+
+  // Snapshots and log compaction.
+  uint64_t snapshot_entries = 10000;
+  uint64_t snapshot_bytes = uint64_t{32} << 20;
+  uint64_t snapshot_keep_tail = 1024;
+  std::size_t snapshot_retain = 2;
 };
 
 struct options_outcome {

@@ -14,6 +14,7 @@
 #include "actors/messages.hpp"
 #include "actors/raft/node_actor.hpp"
 #include "actors/storage/file_storage.hpp"
+#include "actors/storage/snapshot_actor.hpp"
 #include "actors/storage/storage_actor.hpp"
 #include "app/cluster_bootstrap.hpp"
 #include "app/join_requester.hpp"
@@ -57,6 +58,8 @@ void undo_bootstrap(const std::string& directory, bool directory_created) {
     if (name == "hard_state" || name == "identity" || name == "LOCK" ||
         name.rfind("log-", 0) == 0 || name.find(".tmp") != std::string::npos)
       std::filesystem::remove(entry.path(), ignored);
+    else if (name == "snapshots")
+      std::filesystem::remove_all(entry.path(), ignored); // empty: nothing was applied yet
   }
 }
 
@@ -72,6 +75,7 @@ struct node_runtime::impl {
   raft_node_actor raft;
   kv_actor kv;
   storage_actor storage;
+  snapshot_actor snapshots;
   caf::actor connector;
   caf::actor joiner;
   std::atomic<bool> stopping{false};
@@ -99,10 +103,14 @@ std::string node_runtime::start() {
   const bool directory_existed = std::filesystem::exists(opts.data_dir, exists_error);
 
   std::shared_ptr<file_storage> backend;
+  std::shared_ptr<snapshot_store> snapshot_files;
   prepared_directory prepared;
+  startup_snapshot snapshot;
   try {
     backend = std::make_shared<file_storage>(opts.data_dir);
     prepared = prepare_data_directory(*backend, backend->recover(), opts, seed);
+    snapshot_files = std::make_shared<snapshot_store>(opts.data_dir);
+    snapshot = load_startup_snapshot(*snapshot_files, *backend, prepared.state);
   } catch (const std::exception& e) {
     std::string what = e.what();
     if (what.rfind("cannot use --data-dir", 0) == 0 || what.rfind("--initial-cluster", 0) == 0)
@@ -112,6 +120,7 @@ std::string node_runtime::start() {
   auto fail = [&](const std::string& why) {
     stop();
     backend.reset(); // releases the directory lock
+    snapshot_files.reset();
     if (prepared.bootstrapped_now) {
       undo_bootstrap(opts.data_dir, !directory_existed);
       d.info("removed the bootstrap state this failed start wrote to " + opts.data_dir);
@@ -123,6 +132,10 @@ std::string node_runtime::start() {
   if (!prepared.repair_warning.empty())
     d.log.write(log_level::warn, "storage: " + prepared.repair_warning);
   d.info("cluster: " + prepared.description);
+  if (!snapshot_files->open_report().empty())
+    d.log.write(log_level::warn, "snapshots: " + snapshot_files->open_report());
+  for (const auto& line : snapshot.report)
+    d.info("snapshots: " + line);
   auto raft_endpoint = http::parse_host_port(opts.raft_addr);
   if (!raft_endpoint)
     return fail("invalid --raft-addr '" + opts.raft_addr + "'");
@@ -174,6 +187,7 @@ std::string node_runtime::start() {
   raft_config raft_cfg;
   raft_cfg.id = opts.node_id;
   raft_cfg.http_address = advertised_http_address(opts, d.server->port());
+  raft_cfg.snapshot_keep_tail = opts.snapshot_keep_tail;
   std::map<std::string, std::string> initial_peers;
   for (const auto& [id, address] : latest_membership(recovered))
     if (id != opts.node_id)
@@ -182,10 +196,22 @@ std::string node_runtime::start() {
 
   d.storage = spawn_storage_actor(*d.system, backend, nullptr, /*detached=*/true);
   backend.reset(); // the storage actor owns it now; the directory lock goes with it
-  d.kv = spawn_kv_actor(*d.system);
-  d.raft =
-      spawn_raft_node(*d.system, raft_cfg, std::move(recovered), d.storage, d.kv, snapshot_actor{},
-                      seed ^ 0x5bd1e995, [&d](const std::string& line) { d.info(line); });
+  snapshot_actor_options snapshot_opts;
+  snapshot_opts.retain = opts.snapshot_retain;
+  snapshot_opts.log = [&d](const std::string& line) { d.info(line); };
+  d.snapshots = spawn_snapshot_actor(*d.system, std::move(snapshot_files), std::move(snapshot_opts),
+                                     /*detached=*/true);
+  kv_snapshot_policy policy;
+  policy.snapshots = d.snapshots;
+  policy.every_entries = opts.snapshot_entries;
+  policy.every_bytes = opts.snapshot_bytes;
+  std::optional<restored_state_machine> initial;
+  if (snapshot.machine)
+    initial = restored_state_machine{
+        recovered.snapshot, std::make_shared<kv_state_machine>(std::move(*snapshot.machine))};
+  d.kv = spawn_kv_actor(*d.system, nullptr, std::move(policy), std::move(initial));
+  d.raft = spawn_raft_node(*d.system, raft_cfg, std::move(recovered), d.storage, d.kv, d.snapshots,
+                           seed ^ 0x5bd1e995, [&d](const std::string& line) { d.info(line); });
   // The node is useless without its Raft actor (e.g. storage failed an fsync and took it down):
   // exit non-zero rather than answer every request with an error.
   caf::actor_cast<caf::abstract_actor*>(d.raft)->attach_functor([this](const caf::error& reason) {
@@ -236,8 +262,9 @@ void node_runtime::stop() {
   d.stopping.store(true);
   if (d.server)
     d.server->stop();
-  for (const auto& actor : {caf::actor_cast<caf::actor>(d.raft), caf::actor_cast<caf::actor>(d.kv),
-                            caf::actor_cast<caf::actor>(d.storage), d.joiner})
+  for (const auto& actor :
+       {caf::actor_cast<caf::actor>(d.raft), caf::actor_cast<caf::actor>(d.kv),
+        caf::actor_cast<caf::actor>(d.storage), caf::actor_cast<caf::actor>(d.snapshots), d.joiner})
     if (actor)
       caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
   if (d.system)
@@ -246,6 +273,7 @@ void node_runtime::stop() {
   d.raft = nullptr;
   d.kv = nullptr;
   d.storage = nullptr;
+  d.snapshots = nullptr;
   d.connector = nullptr;
   d.joiner = nullptr;
   d.system.reset();

@@ -1,34 +1,96 @@
 #include "actors/kv/kv_actor.hpp"
 
+#include "actors/messages.hpp"
+
 namespace infinity {
 namespace {
 
 struct kv_actor_state {
   kv_state_machine machine;
   apply_observer observer;
+  kv_snapshot_policy policy;
+  /// The newest durable snapshot (index 0: none), reported to Raft with every batch.
+  snapshot_info latest;
+  bool snapshot_in_progress = false;
+  uint64_t entries_since_snapshot = 0;
+  uint64_t bytes_since_snapshot = 0;
   static inline const char* name = "kv_state_machine";
+
+  void note_snapshot(const snapshot_info& info) {
+    if (info.index > latest.index)
+      latest = info;
+  }
 };
 
-kv_actor::behavior_type kv_impl(kv_actor::stateful_pointer<kv_actor_state> self,
-                                apply_observer observer) {
-  self->state.observer = std::move(observer);
+using kv_pointer = kv_actor::stateful_pointer<kv_actor_state>;
+
+void maybe_snapshot(kv_pointer self) {
+  auto& st = self->state;
+  const auto& policy = st.policy;
+  if (!policy.snapshots || st.snapshot_in_progress || st.machine.last_applied() <= st.latest.index)
+    return;
+  const bool by_entries =
+      policy.every_entries > 0 && st.entries_since_snapshot >= policy.every_entries;
+  const bool by_bytes = policy.every_bytes > 0 && st.bytes_since_snapshot >= policy.every_bytes;
+  if (!by_entries && !by_bytes)
+    return;
+  snapshot_job job;
+  job.image = std::make_shared<const kv_state_machine::image>(st.machine.freeze());
+  job.info.index = job.image->last_applied;
+  job.info.term = job.image->last_applied_term;
+  job.info.config = job.image->config;
+  job.info.config_index = job.image->config_index;
+  st.snapshot_in_progress = true;
+  st.entries_since_snapshot = 0;
+  st.bytes_since_snapshot = 0;
+  self->request(policy.snapshots, caf::infinite, snapshot_write_atom::value, std::move(job))
+      .then(
+          [self](const snapshot_info& written) {
+            self->state.snapshot_in_progress = false;
+            self->state.note_snapshot(written);
+          },
+          // Logged by the snapshot actor; the next threshold tries again.
+          [self](const caf::error&) { self->state.snapshot_in_progress = false; });
+}
+
+kv_actor::behavior_type kv_impl(kv_pointer self, apply_observer observer, kv_snapshot_policy policy,
+                                std::optional<restored_state_machine> initial) {
+  auto& st = self->state;
+  st.observer = std::move(observer);
+  st.policy = std::move(policy);
+  if (initial) {
+    st.machine = std::move(*initial->machine);
+    st.latest = initial->info;
+  }
   return {
       [self](const apply_batch& batch) {
         auto& st = self->state;
         applied_batch out;
         for (const auto& entry : batch.entries) {
           auto effect = st.machine.apply(entry);
+          ++st.entries_since_snapshot;
+          st.bytes_since_snapshot += entry.data.size();
           if (entry.kind == entry_kind::command)
             out.results.push_back(entry_result{entry.index, to_string(effect)});
           if (st.observer)
             st.observer(entry, effect);
         }
         out.last_applied = st.machine.last_applied();
+        maybe_snapshot(self);
+        out.snapshot = st.latest;
         return out;
       },
-      [self](kv_reset_atom) { self->state.machine = kv_state_machine{}; },
+      [self](kv_reset_atom) {
+        // Only a node without snapshots joins another cluster (the Raft core refuses otherwise).
+        self->state.machine = kv_state_machine{};
+        self->state.latest = snapshot_info{};
+      },
       [self](kv_install_atom, restored_state_machine& restored) {
-        self->state.machine = std::move(*restored.machine);
+        auto& st = self->state;
+        st.machine = std::move(*restored.machine);
+        st.note_snapshot(restored.info);
+        st.entries_since_snapshot = 0;
+        st.bytes_since_snapshot = 0;
       },
       [self](kv_get_atom, const std::string& key) -> caf::result<bool, std::string> {
         auto value = self->state.machine.get(key);
@@ -55,8 +117,9 @@ const char* to_string(kv_state_machine::apply_effect effect) {
   return "unknown";
 }
 
-kv_actor spawn_kv_actor(caf::actor_system& system, apply_observer observer) {
-  return system.spawn(kv_impl, std::move(observer));
+kv_actor spawn_kv_actor(caf::actor_system& system, apply_observer observer,
+                        kv_snapshot_policy policy, std::optional<restored_state_machine> initial) {
+  return system.spawn(kv_impl, std::move(observer), std::move(policy), std::move(initial));
 }
 
 } // namespace infinity

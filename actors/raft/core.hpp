@@ -116,6 +116,8 @@ class raft_core {
   /// Follower: the state machine now holds the received snapshot (`snapshot` carries its
   /// configuration, read from the file).
   void state_machine_restored(const snapshot_info& snapshot);
+  /// Follower: the received snapshot could not be loaded; the leader starts the transfer over.
+  void state_machine_restore_failed(const snapshot_info& snapshot);
 
   /// Fails every pending client request with `stopping`: the node is shutting down.
   void stop();

@@ -212,6 +212,9 @@ void raft_core::handle(const join_probe& probe) {
   if (members_.size() > 1 || (members_.size() == 1 && members_.count(config_.id) == 0))
     return refuse("node " + config_.id + " already belongs to a cluster of " +
                   std::to_string(members_.size()) + " members");
+  if (snapshot_.index > 0 || log_.first_index() > 1)
+    return refuse("node " + config_.id + " holds a snapshot at index " +
+                  std::to_string(snapshot_.index) + " of its own; refusing to discard it");
   size_t writes = 0;
   for (uint64_t i = log_.first_index(); i <= log_.last_index(); ++i)
     if (log_.at(i).kind == entry_kind::command)

@@ -51,8 +51,13 @@ void apply_effect(node_pointer self, const raft_effect& effect) {
     self->request(st.snapshots, caf::infinite, snapshot_read_atom::value, snapshot, offset,
                   effect.length)
         .then(
-            [self, peer, snapshot, offset](bool ok, std::string& data) {
-              self->state.core->snapshot_chunk_read(peer, snapshot, offset, std::move(data), !ok);
+            [self, peer, snapshot, offset](bool ok, std::string& data, snapshot_info& newest) {
+              auto& core = *self->state.core;
+              // Replaced by a snapshot the state machine has not reported yet: use that one.
+              if (!ok && newest.index > core.snapshot().index &&
+                  newest.index <= core.applied_index())
+                core.snapshot_taken(newest);
+              core.snapshot_chunk_read(peer, snapshot, offset, std::move(data), !ok);
               carry_out(self);
             },
             [self, peer, snapshot, offset](caf::error&) {
@@ -83,7 +88,7 @@ void apply_effect(node_pointer self, const raft_effect& effect) {
   case raft_effect::kind::restore_state_machine: {
     auto snapshot = effect.snapshot;
     if (!st.snapshots) {
-      st.core->snapshot_chunk_stored(snapshot, 0, false, true);
+      st.core->state_machine_restore_failed(snapshot);
       return;
     }
     self->request(st.snapshots, caf::infinite, snapshot_load_atom::value, snapshot)
@@ -96,7 +101,7 @@ void apply_effect(node_pointer self, const raft_effect& effect) {
               carry_out(self);
             },
             [self, snapshot](caf::error&) {
-              self->state.core->snapshot_chunk_stored(snapshot, 0, false, true);
+              self->state.core->state_machine_restore_failed(snapshot);
               carry_out(self);
             });
     return;

@@ -64,6 +64,12 @@ struct raft_config {
     /// durable: a leader that crashes before its sync can win the same term again and write
     /// different entries under (index, term) pairs a follower already holds.
     send_before_term_durable,
+    /// Compact the log through its last entry when a snapshot is taken, not through the
+    /// snapshot's index: entries no snapshot holds yet are gone.
+    compact_past_snapshot,
+    /// Install a snapshot and keep the log entries after it even where the log disagrees with
+    /// the snapshot at its index (Raft §7 says discard the whole log then).
+    install_keeps_conflicting_log,
   };
   mutation broken = mutation::none;
 #endif

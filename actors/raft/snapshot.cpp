@@ -26,6 +26,10 @@ void raft_core::note_snapshot(const snapshot_info& snapshot) {
                      ? snapshot.index - config_.snapshot_keep_tail
                      : uint64_t{0};
   through = std::min(through, log_.last_index());
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::compact_past_snapshot)
+    through = log_.last_index();
+#endif
   if (through >= log_.first_index()) {
     log_.compact_through(through);
     pipeline_.queue_compact(through);
@@ -70,11 +74,11 @@ void raft_core::snapshot_chunk_read(const std::string& peer, const snapshot_info
     return;
   }
   if (failed) {
-    // Gone (a newer snapshot replaced it): start over with the one we have now.
+    // Gone (a newer snapshot replaced it): start over with the one we have now, at the next
+    // heartbeat (not at once: a read failing again must not spin without time passing).
     i->second.restart_probe();
     event("snapshot " + std::to_string(snapshot.index) + " for " + peer +
           " is gone; starting over");
-    send_append(*leader, peer, false);
     finish_step();
     return;
   }
@@ -237,6 +241,24 @@ void raft_core::snapshot_chunk_stored(const snapshot_info& snapshot, uint64_t ne
   finish_step();
 }
 
+void raft_core::state_machine_restore_failed(const snapshot_info& snapshot) {
+  if (!receiving_ || receiving_->index != snapshot.index || !restoring_) {
+    finish_step();
+    return;
+  }
+  receiving_.reset();
+  restoring_ = false;
+  event("snapshot " + std::to_string(snapshot.index) + " could not be loaded; asking for it again");
+  if (!leader_id_.empty()) {
+    install_snapshot_reply reply;
+    reply.term = term_;
+    reply.snapshot_index = snapshot.index;
+    reply.next_offset = 0;
+    send(leader_id_, std::move(reply));
+  }
+  finish_step();
+}
+
 void raft_core::state_machine_restored(const snapshot_info& snapshot) {
   if (!receiving_ || receiving_->index != snapshot.index || !restoring_) {
     finish_step();
@@ -246,8 +268,13 @@ void raft_core::state_machine_restored(const snapshot_info& snapshot) {
   restoring_ = false;
   // Raft §7: keep the entries after the snapshot if our log holds its last entry, else
   // discard the whole log.
-  if (log_.has_term_at(snapshot.index) && log_.term_at(snapshot.index) == snapshot.term &&
-      snapshot.index >= log_.first_index()) {
+  bool keep_tail =
+      log_.has_term_at(snapshot.index) && log_.term_at(snapshot.index) == snapshot.term;
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::install_keeps_conflicting_log)
+    keep_tail = log_.has_term_at(snapshot.index);
+#endif
+  if (keep_tail && snapshot.index >= log_.first_index()) {
     log_.compact_through(snapshot.index);
     pipeline_.queue_compact(snapshot.index);
   } else {

@@ -9,11 +9,13 @@
 #   6. failover: a dead endpoint first, a follower alone (linearizable and stale reads), a
 #      silent endpoint (--timeout), nothing listening at all (exit 3), a redirect to a real node
 #      and a redirect loop (both from a small Python server);
-#   7. remove and transfer-leader against today's server: exit 3, "does not support";
+#   7. transfer-leader to a named follower, then to the most up-to-date voter, and to a non-member
+#      (refused);
 #   8. https:// endpoints with --cacert and --token-file against a Python TLS server (trusted,
 #      untrusted, wrong host name, missing token);
 #   9. join of a 4th node started alone (the original flow), then served through it;
-#  10. kill -9 of the leader: a get through the endpoint list still succeeds.
+#  10. kill -9 of the leader: a get through the endpoint list still succeeds;
+#  11. remove of the dead leader: three members remain and take writes.
 #
 # Usage: ctl_test.sh path/to/infinitystore path/to/infinityctl
 # Needs curl, python3 and openssl. Only processes started here are killed, by PID. Prints one

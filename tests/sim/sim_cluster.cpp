@@ -8,6 +8,7 @@
 #include "actors/kv/command_codec.hpp"
 #include "actors/kv/kv_actor.hpp"
 #include "actors/messages.hpp"
+#include "actors/storage/snapshot_actor.hpp"
 #include "actors/storage/storage_actor.hpp"
 
 namespace infinity::sim {
@@ -481,10 +482,14 @@ void cluster::spawn_node(size_t index) {
   auto& slot = nodes_[index];
   ++slot.incarnation;
   slot.applied.clear();
+  slot.started_from_snapshot = 0;
   slot.chain.clear();
+  slot.chain_base = 0;
   slot.last_commit = 0;
   slot.rotten = false;
   std::shared_ptr<file_storage> backend;
+  std::shared_ptr<snapshot_store> snapshot_files;
+  startup_snapshot startup;
   recovered_state recovered;
   try {
     backend = std::make_shared<file_storage>(data_directory, storage_options(), slot.fs);
@@ -501,14 +506,22 @@ void cluster::spawn_node(size_t index) {
       recovered.state = backend->durable_hard_state();
       recovered.damage.reset();
     }
+    snapshot_files = std::make_shared<snapshot_store>(data_directory, slot.fs);
+    startup = load_startup_snapshot(*snapshot_files, *backend, recovered);
+    for (const auto& line : startup.report)
+      record(slot.id + ": " + line);
   } catch (const sim_file_system::crashed&) {
     // Died again while recovering: the node stays down until the next restart.
     backend.reset();
+    snapshot_files.reset();
     auto outcome = slot.fs->crash(rng_, sim_crash_options{opts_.faults.tear_probability, 0.0});
     ++slot.disk_epoch;
     record(slot.id + " died while recovering; disk: " + outcome.describe());
     slot.durable = read_back(*slot.fs, storage_options());
     return;
+  } catch (const std::exception& e) {
+    // Recovery must succeed from any state a crash leaves.
+    fail("recovery: " + slot.id + " cannot start: " + e.what());
   }
   auto max_sync = opts_.faults.max_sync_delay;
   slot.storage = spawn_storage_actor(
@@ -526,21 +539,42 @@ void cluster::spawn_node(size_t index) {
       },
       false);
   auto incarnation = slot.incarnation;
-  slot.kv = spawn_kv_actor(*system_, [this, index,
-                                      incarnation](const log_entry& entry,
-                                                   kv_state_machine::apply_effect effect) {
-    auto& s = nodes_[index];
-    if (s.incarnation != incarnation)
-      return;
-    s.applied.push_back(applied_record{entry.index, entry.term, entry.kind, entry.data, effect});
-    if (is_lone(index))
-      return; // a separate one-node cluster until it joins
-    auto h = entry_hash(entry.term, entry.index, entry.kind, entry.data);
-    auto [it, inserted] = applied_hash_.emplace(entry.index, h);
-    if (!inserted && it->second != h && observed_violation_.empty())
-      observed_violation_ = "state machine safety: " + s.id +
-                            " applied a different entry at index " + std::to_string(entry.index);
-  });
+  snapshot_actor_options snapshot_opts;
+  snapshot_opts.retain = opts_.snapshot_retain;
+  snapshot_opts.log = [this, index](const std::string& line) {
+    record(nodes_[index].id + ": " + line);
+  };
+  slot.snapshots = spawn_snapshot_actor(*system_, std::move(snapshot_files),
+                                        std::move(snapshot_opts), /*detached=*/false);
+  kv_snapshot_policy policy;
+  if (opts_.snapshot_entries > 0) {
+    policy.snapshots = slot.snapshots;
+    policy.every_entries = opts_.snapshot_entries;
+  }
+  std::optional<restored_state_machine> initial;
+  if (startup.machine) {
+    slot.started_from_snapshot = recovered.snapshot.index;
+    initial = restored_state_machine{
+        recovered.snapshot, std::make_shared<kv_state_machine>(std::move(*startup.machine))};
+  }
+  slot.kv = spawn_kv_actor(
+      *system_,
+      [this, index, incarnation](const log_entry& entry, kv_state_machine::apply_effect effect) {
+        auto& s = nodes_[index];
+        if (s.incarnation != incarnation)
+          return;
+        s.applied.push_back(
+            applied_record{entry.index, entry.term, entry.kind, entry.data, effect});
+        if (is_lone(index))
+          return; // a separate one-node cluster until it joins
+        auto h = entry_hash(entry.term, entry.index, entry.kind, entry.data);
+        auto [it, inserted] = applied_hash_.emplace(entry.index, h);
+        if (!inserted && it->second != h && observed_violation_.empty())
+          observed_violation_ = "state machine safety: " + s.id +
+                                " applied a different entry at index " +
+                                std::to_string(entry.index);
+      },
+      std::move(policy), std::move(initial));
   raft_config config = opts_.base_config;
   config.id = slot.id;
   config.members.clear();
@@ -551,12 +585,13 @@ void cluster::spawn_node(size_t index) {
       config.members.push_back(nodes_[j].id);
   }
   slot.raft = spawn_raft_node(*system_, config, std::move(recovered), slot.storage, slot.kv,
-                              snapshot_actor{}, mix(mix(opts_.seed, index), slot.incarnation),
+                              slot.snapshots, mix(mix(opts_.seed, index), slot.incarnation),
                               [this](const std::string& line) { record(line); });
   slot.alive = true;
   actor_names_[slot.raft.id()] = slot.id;
   actor_names_[slot.kv.id()] = slot.id + ".kv";
   actor_names_[slot.storage.id()] = slot.id + ".disk";
+  actor_names_[slot.snapshots.id()] = slot.id + ".snapshots";
   // The Raft core is built when the actor first runs: do that now, so the checkers can read
   // it from the moment the node exists.
   if (sched_->prioritize(slot.raft))
@@ -644,6 +679,8 @@ void disk_fault_counts::add(const disk_fault_counts& other) {
   bit_rots += other.bit_rots;
   repairs_started += other.repairs_started;
   repairs_finished += other.repairs_finished;
+  snapshots_written += other.snapshots_written;
+  snapshots_installed += other.snapshots_installed;
 }
 
 std::string disk_fault_counts::describe() const {
@@ -651,12 +688,17 @@ std::string disk_fault_counts::describe() const {
          std::to_string(unsynced_operations_lost) + " unsynced disk operations lost, " +
          std::to_string(torn_writes) + " torn writes, " + std::to_string(bit_rots) + " bit rots, " +
          std::to_string(repairs_started) + " repairs started, " + std::to_string(repairs_finished) +
-         " finished";
+         " finished, " + std::to_string(snapshots_written) + " snapshots written, " +
+         std::to_string(snapshots_installed) + " installed from a leader";
 }
 
 void cluster::record(std::string line) {
   if (line.find(": repaired: caught up") != std::string::npos)
     ++disk_faults_.repairs_finished;
+  if (line.find(": snapshot: wrote ") != std::string::npos)
+    ++disk_faults_.snapshots_written;
+  if (line.find(": installed snapshot ") != std::string::npos)
+    ++disk_faults_.snapshots_installed;
   if (dump_trace_)
     std::cerr << ms(now()) << " # " << line << "\n";
   trace_.push_back(trace_event{now(), "event", caf::message{}, std::move(line)});
@@ -767,11 +809,12 @@ void cluster::check_durable_promises(size_t node) {
   // replaced acknowledged entries, but nothing else may lose them.
   auto& slot = nodes_[node];
   const auto& durable = slot.durable;
+  const uint64_t durable_last = durable.base.index + durable.entries.size();
   if (slot.acked_match > 0 && durable.state.term <= slot.acked_term &&
-      durable.entries.size() < slot.acked_match)
+      durable_last < slot.acked_match)
     fail("durability: " + slot.id + " acknowledged entries up to " +
          std::to_string(slot.acked_match) + " in term " + std::to_string(slot.acked_term) +
-         " but only " + std::to_string(durable.entries.size()) + " survived its crash");
+         " but its log ends at " + std::to_string(durable_last) + " after its crash");
   if (durable.state.term < slot.sent_term)
     fail("durability: " + slot.id + " sent messages of term " + std::to_string(slot.sent_term) +
          " but its disk only remembers term " + std::to_string(durable.state.term) +
@@ -812,6 +855,7 @@ void cluster::crash(size_t node) {
   slot.raft = nullptr;
   slot.kv = nullptr;
   slot.storage = nullptr;
+  slot.snapshots = nullptr;
   // The power cut: of what the dead process issued since its last sync, a prefix survives (the
   // last write kept perhaps torn), and nothing of that life can write again.
   const bool at_disk_call = slot.fs->is_down();
@@ -880,19 +924,24 @@ void cluster::forget_entries_lost_with(
   // and term after it restarts (its term was not durable either, so nothing of that term left
   // it). Only entries some other node or disk still holds keep their identity for the log
   // matching check. Entries still travelling on a link come back when they are delivered.
-  const auto& durable = nodes_[crashed].durable.entries;
-  auto holds = [](const std::vector<log_entry>& entries, uint64_t index, uint64_t term) {
-    return entries.size() >= index && entries[index - 1].term == term;
+  // Entries a snapshot covers (at or below a log's base) were committed: they keep their identity.
+  auto holds = [](const recovered_state& durable, uint64_t index, uint64_t term) {
+    const auto& base = durable.base;
+    if (index <= base.index)
+      return true;
+    return durable.entries.size() >= index - base.index &&
+           durable.entries[index - base.index - 1].term == term;
   };
   for (const auto& [index, term] : volatile_log) {
-    if (holds(durable, index, term))
+    if (holds(nodes_[crashed].durable, index, term))
       continue;
     bool held_elsewhere = false;
     for (size_t other = 0; other < nodes_.size() && !held_elsewhere; ++other) {
       if (other == crashed)
         continue;
-      held_elsewhere = nodes_[other].alive ? node(other).log().matches(index, term)
-                                           : holds(nodes_[other].durable.entries, index, term);
+      held_elsewhere = nodes_[other].alive ? (index < node(other).log().first_index() ||
+                                              node(other).log().matches(index, term))
+                                           : holds(nodes_[other].durable, index, term);
     }
     if (!held_elsewhere)
       chain_of_entry_.erase(std::make_pair(index, term));
@@ -1040,6 +1089,17 @@ void cluster::check_acknowledged_applied() {
     // (client, sequence) -> indexes where it took effect on this node.
     std::map<std::pair<uint64_t, uint64_t>, std::vector<uint64_t>> effective;
     std::map<uint64_t, std::pair<uint64_t, uint64_t>> id_at_index;
+    // Entries up to `from_snapshot` reached this life of the node in a snapshot (at its start,
+    // or installed from the leader: a gap in what it applied), not one by one.
+    uint64_t from_snapshot = nodes_[i].started_from_snapshot;
+    uint64_t expected = from_snapshot + 1;
+    for (const auto& a : nodes_[i].applied) {
+      if (a.index > expected)
+        from_snapshot = a.index - 1;
+      expected = a.index + 1;
+    }
+    if (node(i).applied_index() >= expected)
+      from_snapshot = node(i).applied_index();
     for (const auto& a : nodes_[i].applied) {
       if (a.kind != entry_kind::command)
         continue;
@@ -1062,6 +1122,8 @@ void cluster::check_acknowledged_applied() {
       if (!p.completed)
         continue;
       if (p.status == reply_status::ok) {
+        if (times == 0 && p.index <= from_snapshot)
+          continue;
         if (times != 1)
           fail(name + " was acknowledged at index " + std::to_string(p.index) +
                " but is not applied on " + nodes_[i].id);
@@ -1083,13 +1145,36 @@ void cluster::check_node_log(size_t index) {
   auto& slot = nodes_[index];
   auto& log = node(index).mutable_log_for_checks();
   auto lowest = log.take_lowest_changed_index();
-  if (lowest == std::numeric_limits<uint64_t>::max() && slot.chain.size() == log.last_index())
+  const uint64_t base = log.first_index() - 1;
+  if (base != slot.chain_base) {
+    // Compacted or reset to a snapshot: rebuild the chain from the new base. Entries at or below
+    // the base are committed; the chain continues from the base entry's, if any node recorded it.
+    slot.chain.clear();
+    slot.chain_base = base;
+    lowest = base + 1;
+  }
+  if (lowest == std::numeric_limits<uint64_t>::max() &&
+      slot.chain_base + slot.chain.size() == log.last_index())
     return;
-  lowest = std::min<uint64_t>(lowest, slot.chain.size() + 1);
-  slot.chain.resize(lowest - 1);
+  lowest = std::min<uint64_t>(lowest, slot.chain_base + slot.chain.size() + 1);
+  lowest = std::max<uint64_t>(lowest, slot.chain_base + 1);
+  slot.chain.resize(lowest - 1 - slot.chain_base);
   for (auto i = lowest; i <= log.last_index(); ++i) {
     const auto& e = log.at(i);
-    auto previous = i == 1 ? 0 : slot.chain[i - 2];
+    uint64_t previous = 0;
+    if (i > slot.chain_base + 1) {
+      previous = slot.chain[i - 2 - slot.chain_base];
+    } else if (i > 1) {
+      auto known = chain_of_entry_.find(std::make_pair(i - 1, log.term_at(i - 1)));
+      if (known == chain_of_entry_.end()) {
+        // Nobody's log holds the base entry any more: this node's chain cannot be anchored, so
+        // its entries are checked against the others' only from the next compaction on.
+        slot.chain.clear();
+        slot.chain_base = log.last_index();
+        return;
+      }
+      previous = known->second;
+    }
     auto chain = mix(previous, entry_hash(e.term, e.index, e.kind, e.data));
     slot.chain.push_back(chain);
     auto [it, inserted] = chain_of_entry_.emplace(std::make_pair(e.index, e.term), chain);
@@ -1136,28 +1221,42 @@ void cluster::check() {
     if (commit < slot.last_commit)
       fail("commit index of " + slot.id + " went back from " + std::to_string(slot.last_commit) +
            " to " + std::to_string(commit));
+    // The node's chain hash of its log prefix up to `index`, unless compaction took that entry.
+    auto chain_at = [&slot](uint64_t index) -> std::optional<uint64_t> {
+      if (index <= slot.chain_base || index > slot.chain_base + slot.chain.size())
+        return std::nullopt;
+      return slot.chain[index - 1 - slot.chain_base];
+    };
     if (commit > slot.last_commit) {
       // Everything up to `commit` is committed: it must agree with what was committed before.
+      // (Entries a snapshot took from this node's log were committed when it was taken.)
       auto known = committed_chain_.size();
       auto overlap = std::min<uint64_t>(commit, known);
-      if (overlap > 0 && slot.chain[overlap - 1] != committed_chain_[overlap - 1])
+      auto mine = overlap > 0 ? chain_at(overlap) : std::nullopt;
+      if (mine && *mine != committed_chain_[overlap - 1])
         fail("committed entries differ: " + slot.id + " committed up to " + std::to_string(commit) +
              " but its log disagrees with what was committed at " + std::to_string(overlap));
-      for (auto k = known; k < commit; ++k)
-        committed_chain_.push_back(slot.chain[k]);
+      for (auto k = known + 1; k <= commit; ++k) {
+        auto next = chain_at(k);
+        if (!next)
+          break; // the others record it, or it stays unknown (committed_chain_ is contiguous)
+        committed_chain_.push_back(*next);
+      }
       slot.last_commit = commit;
     }
     if (n.role() == raft_role::leader) {
       auto& highest = committed_by_leader_in_term_[n.term()];
       highest = std::max(highest, commit);
-      // Leader completeness: entries committed in earlier terms are in every later leader's log.
+      // Leader completeness: entries committed in earlier terms are in every later leader's log
+      // (or in its snapshot, which covers only committed entries).
       for (const auto& [term, committed] : committed_by_leader_in_term_) {
         if (term >= n.term())
           break;
         if (committed == 0)
           continue;
-        if (n.log().last_index() < committed ||
-            slot.chain[committed - 1] != committed_chain_[committed - 1])
+        auto mine = chain_at(committed);
+        if (n.log().last_index() < committed || (mine && committed <= committed_chain_.size() &&
+                                                 *mine != committed_chain_[committed - 1]))
           fail("leader completeness: " + slot.id + " leads term " + std::to_string(n.term()) +
                " without the entries committed up to " + std::to_string(committed) + " in term " +
                std::to_string(term));
@@ -1214,6 +1313,17 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   static constexpr std::size_t write_buffers[] = {0, 64, 256, std::size_t{1} << 20};
   o.faults.write_buffer_bytes = write_buffers[meta() % 4];
   o.faults.max_segment_bytes = 1024 + meta() % (64 * 1024);
+  // Snapshots, compaction and InstallSnapshot in two thirds of the seeds, with thresholds small
+  // enough that followers that were down or cut off catch up by snapshot. A separate stream,
+  // so the other faults a seed picks stay what they were before snapshots existed.
+  std::mt19937_64 snapshot_meta(mix(seed, 0x5AA9));
+  static constexpr uint64_t snapshot_every[] = {0, 7, 25, 80};
+  static constexpr uint64_t keep_tails[] = {0, 3, 40};
+  static constexpr uint64_t chunk_bytes[] = {61, 700, uint64_t{1} << 20};
+  o.snapshot_entries = snapshot_every[snapshot_meta() % 4];
+  o.snapshot_retain = 1 + snapshot_meta() % 2;
+  o.base_config.snapshot_keep_tail = keep_tails[snapshot_meta() % 3];
+  o.base_config.snapshot_chunk_bytes = chunk_bytes[snapshot_meta() % 3];
   // Media corruption (bit rot) in a third of the seeds: the node must repair, not forget.
   bool rot = meta() % 3 == 0;
 #ifdef INFINITYSTORE_TESTING
@@ -1232,7 +1342,10 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         << o.faults.reboot_new_leader_probability << ", reboots at unsynced sends "
         << o.faults.reboot_while_unsynced_probability << ", torn writes "
         << o.faults.tear_probability << ", write buffer " << o.faults.write_buffer_bytes
-        << ", segments of " << o.faults.max_segment_bytes << " bytes" << (rot ? ", bit rot" : "");
+        << ", segments of " << o.faults.max_segment_bytes << " bytes" << (rot ? ", bit rot" : "")
+        << ", snapshots every " << o.snapshot_entries << " entries (tail "
+        << o.base_config.snapshot_keep_tail << ", chunks of " << o.base_config.snapshot_chunk_bytes
+        << " bytes, keep " << o.snapshot_retain << ")";
 
   std::unique_ptr<cluster> c;
   try {
@@ -1309,9 +1422,11 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         if (!rot)
           break;
         bool repairing = false;
+        // (A node that died while repairing is still repairing: its disk says so.)
         for (size_t i = 0; i < n; ++i)
-          repairing =
-              repairing || c->rotten(i) || (c->alive(i) && c->node(i).repair_until_index() > 0);
+          repairing = repairing || c->rotten(i) ||
+                      (c->alive(i) ? c->node(i).repair_until_index() > 0
+                                   : c->durable_state(i).state.repair_until_index > 0);
         std::vector<size_t> dead;
         for (size_t i = 0; i < n; ++i)
           if (!c->alive(i))

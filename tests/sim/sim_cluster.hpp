@@ -96,6 +96,8 @@ struct disk_fault_counts {
   uint64_t bit_rots = 0;
   uint64_t repairs_started = 0;
   uint64_t repairs_finished = 0;
+  uint64_t snapshots_written = 0;
+  uint64_t snapshots_installed = 0;
   void add(const disk_fault_counts& other);
   std::string describe() const;
 };
@@ -110,6 +112,10 @@ class cluster {
     size_t trace_capacity = 200;
     /// The last `lone_nodes` nodes start as one-node clusters of their own (to be joined).
     size_t lone_nodes = 0;
+    /// Each node's state machine snapshots itself every this many applied entries (0: never);
+    /// the log is then compacted down to `base_config.snapshot_keep_tail` entries.
+    uint64_t snapshot_entries = 0;
+    size_t snapshot_retain = 2;
   };
 
   explicit cluster(options opts);
@@ -244,19 +250,25 @@ class cluster {
     raft_node_actor raft;
     kv_actor kv;
     storage_actor storage;
+    snapshot_actor snapshots;
     std::vector<caf::actor> actors() const {
       return {caf::actor_cast<caf::actor>(raft), caf::actor_cast<caf::actor>(kv),
-              caf::actor_cast<caf::actor>(storage)};
+              caf::actor_cast<caf::actor>(storage), caf::actor_cast<caf::actor>(snapshots)};
     }
     bool alive = false;
     /// Simulated time until which no sync of this node's disk completes.
     caf::timespan disk_stalled_until{0};
     uint64_t incarnation = 0;
     std::vector<applied_record> applied;
+    /// The snapshot this life of the node started from (its state machine never applied the
+    /// entries up to it here).
+    uint64_t started_from_snapshot = 0;
     /// The last term this node was seen leading (for reactive faults).
     uint64_t led_term = 0;
     // Checker mirrors.
-    std::vector<uint64_t> chain; // chain[i] = hash of the log prefix up to index i+1
+    /// chain[i] = hash of the log prefix up to index chain_base + i + 1.
+    std::vector<uint64_t> chain;
+    uint64_t chain_base = 0;
     uint64_t last_commit = 0;
     // Promises made on the wire that must survive a crash.
     uint64_t acked_match = 0;

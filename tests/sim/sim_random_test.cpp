@@ -69,3 +69,13 @@ BOOST_AUTO_TEST_CASE(checkers_catch_sends_before_the_term_is_durable) {
   expect_caught(raft_config::mutation::send_before_term_durable,
                 "a leader acting before its term is durable");
 }
+
+BOOST_AUTO_TEST_CASE(checkers_catch_compaction_past_the_snapshot) {
+  expect_caught(raft_config::mutation::compact_past_snapshot,
+                "compacting log entries no snapshot holds");
+}
+
+BOOST_AUTO_TEST_CASE(checkers_catch_installs_that_keep_a_conflicting_log) {
+  expect_caught(raft_config::mutation::install_keeps_conflicting_log,
+                "installing a snapshot without discarding the conflicting log");
+}
