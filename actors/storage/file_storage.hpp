@@ -86,8 +86,9 @@ uint32_t crc32c(const void* data, std::size_t size, uint32_t crc = 0);
 
 struct file_storage_options {
   /// Once a segment has reached this size the next entry starts a new one. Records are never
-  /// split, so a segment can overshoot by one record.
-  uint64_t max_segment_bytes = uint64_t{64} * 1024 * 1024;
+  /// split, so a segment can overshoot by one record. Compaction drops whole segments, so this
+  /// also bounds how much of the log outlives a snapshot (and is read again at restart).
+  uint64_t max_segment_bytes = uint64_t{8} * 1024 * 1024;
   /// Appends collect in memory up to this size before they are handed to the kernel, so a burst
   /// of small entries costs few system calls.
   std::size_t write_buffer_bytes = std::size_t{1} << 20;

@@ -1,0 +1,23 @@
+-- POST /set over a fixed key space: BENCH_KEYS keys (default 10000) of BENCH_VALUE_BYTES
+-- (default 100) bytes each, overwritten round-robin; BENCH_KEY_OFFSET shifts the key names.
+package.path = package.path .. ";" .. (os.getenv("BENCH_WRK_DIR") or "bench/wrk") .. "/?.lua"
+require "common"
+
+local keys = tonumber(os.getenv("BENCH_KEYS") or "10000")
+local value_bytes = tonumber(os.getenv("BENCH_VALUE_BYTES") or "100")
+local offset = tonumber(os.getenv("BENCH_KEY_OFFSET") or "0")
+local threads_total = tonumber(os.getenv("BENCH_THREADS") or "2")
+
+-- Lua's format takes widths of two digits at most: pad by hand.
+local function padded(n)
+  local digits = tostring(n)
+  return string.rep("0", value_bytes - #digits) .. digits
+end
+
+request = function()
+  counter = counter + 1
+  local n = ((counter - 1) * threads_total + id - 1) % keys + offset
+  local value = padded(counter)
+  local body = string.format('{"key":"k%d","value":"%s","action":"set"}', n, value)
+  return wrk.format("POST", "/set", { ["Content-Type"] = "application/json" }, body)
+end
