@@ -1,5 +1,5 @@
 -- Shared by the wrk scripts: per-thread ids, counting of unexpected statuses, and one summary
--- line that bench/run.sh parses: "RESULT rps=<n> p50_ms=<n> p99_ms=<n> errors=<n>".
+-- line that bench/run.sh parses: "RESULT rps=<n> p50_ms=<n> p99_ms=<n> errors=<n> max_ms=<n>".
 local threads = {}
 local next_id = 0
 
@@ -28,9 +28,9 @@ function done(summary, latency, requests)
   errs = errs + summary.errors.connect + summary.errors.read + summary.errors.write +
          summary.errors.timeout
   local seconds = summary.duration / 1e6
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f errors=%d\n",
+  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f errors=%d max_ms=%.2f\n",
                          summary.requests / seconds, latency:percentile(50) / 1000,
-                         latency:percentile(99) / 1000, errs))
+                         latency:percentile(99) / 1000, errs, latency.max / 1000))
 end
 
 local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

@@ -1,5 +1,5 @@
 -- POST /set over a fixed key space: BENCH_KEYS keys (default 10000) of BENCH_VALUE_BYTES
--- (default 100) bytes each, overwritten round-robin; BENCH_KEY_OFFSET shifts the key names.
+-- (default 100) bytes each, overwritten round-robin, starting at key BENCH_KEY_OFFSET.
 package.path = package.path .. ";" .. (os.getenv("BENCH_WRK_DIR") or "bench/wrk") .. "/?.lua"
 require "common"
 
@@ -16,7 +16,7 @@ end
 
 request = function()
   counter = counter + 1
-  local n = ((counter - 1) * threads_total + id - 1) % keys + offset
+  local n = ((counter - 1) * threads_total + id - 1 + offset) % keys
   local value = padded(counter)
   local body = string.format('{"key":"k%d","value":"%s","action":"set"}', n, value)
   return wrk.format("POST", "/set", { ["Content-Type"] = "application/json" }, body)
