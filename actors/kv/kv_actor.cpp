@@ -5,6 +5,10 @@
 namespace infinity {
 namespace {
 
+/// A snapshot waits until the commands applied since the last one amount to at least this
+/// fraction (1/ratio) of the state's bytes.
+constexpr uint64_t snapshot_ratio = 4;
+
 struct kv_actor_state {
   kv_state_machine machine;
   apply_observer observer;
@@ -33,6 +37,10 @@ void maybe_snapshot(kv_pointer self) {
       policy.every_entries > 0 && st.entries_since_snapshot >= policy.every_entries;
   const bool by_bytes = policy.every_bytes > 0 && st.bytes_since_snapshot >= policy.every_bytes;
   if (!by_entries && !by_bytes)
+    return;
+  // Never while the log since the last snapshot is small beside the state: a large state machine
+  // would otherwise be rewritten every few thousand entries (LogCabin's snapshot ratio).
+  if (st.bytes_since_snapshot * snapshot_ratio < st.machine.data_bytes())
     return;
   snapshot_job job;
   job.image = std::make_shared<const kv_state_machine::image>(st.machine.freeze());

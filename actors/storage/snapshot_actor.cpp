@@ -3,6 +3,10 @@
 #include <stdexcept>
 #include <utility>
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "actors/messages.hpp"
 
 namespace infinity {
@@ -58,7 +62,17 @@ struct snapshot_actor_state {
   std::optional<snapshot_reader> outgoing;
   /// The snapshot being received from the leader.
   std::optional<snapshot_receiver> incoming;
+  bool lowered_priority = false;
   static inline const char* name = "snapshots";
+
+  /// Serializing a large state machine takes seconds of CPU: on a busy machine it must not take
+  /// them from the threads that keep the node a responsive Raft member (Linux: per-thread nice).
+  void lower_priority() {
+    if (lowered_priority || !options.background)
+      return;
+    lowered_priority = true;
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 10);
+  }
 
   void log(const std::string& line) const {
     if (options.log)
@@ -82,6 +96,7 @@ snapshot_actor::behavior_type snapshot_impl(snapshot_pointer self,
   return {
       [self](snapshot_write_atom, const snapshot_job& job) -> caf::result<snapshot_info> {
         auto& st = self->state;
+        st.lower_priority();
         try {
           snapshot_meta meta;
           meta.index = job.info.index;
@@ -193,8 +208,10 @@ snapshot_actor::behavior_type snapshot_impl(snapshot_pointer self,
 snapshot_actor spawn_snapshot_actor(caf::actor_system& system,
                                     std::shared_ptr<snapshot_store> store,
                                     snapshot_actor_options options, bool detached) {
-  if (detached)
+  if (detached) {
+    options.background = true;
     return system.spawn<caf::detached>(snapshot_impl, std::move(store), std::move(options));
+  }
   return system.spawn(snapshot_impl, std::move(store), std::move(options));
 }
 

@@ -35,6 +35,8 @@ struct snapshot_actor_options {
   std::size_t retain = 2;
   /// One line per snapshot written, received or discarded.
   std::function<void(const std::string&)> log;
+  /// Run at a lower CPU priority than the node's other threads (set for detached actors).
+  bool background = false;
 };
 
 snapshot_actor spawn_snapshot_actor(caf::actor_system& system,

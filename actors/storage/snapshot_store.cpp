@@ -92,6 +92,9 @@ constexpr uint64_t progress_slot_offset = 512;
 constexpr std::size_t stream_chunk_bytes = std::size_t{1} << 20;
 /// A writer hands the body to the kernel in pieces at least this large (fewer system calls).
 constexpr std::size_t writer_buffer_bytes = std::size_t{256} << 10;
+/// A writer syncs its temp file every this many bytes, so the final fdatasync of a large snapshot
+/// does not flush it all at once: one huge flush stalls the log's fsyncs on the same disk.
+constexpr uint64_t writer_sync_bytes = uint64_t{16} << 20;
 
 constexpr const char* lock_file_name = "LOCK";
 constexpr std::string_view snapshot_suffix = ".snap";
@@ -380,6 +383,7 @@ snapshot_writer& snapshot_writer::operator=(snapshot_writer&& other) noexcept {
     header_ = std::move(other.header_);
     buffer_ = std::move(other.buffer_);
     body_size_ = other.body_size_;
+    unsynced_bytes_ = other.unsynced_bytes_;
     body_crc_ = other.body_crc_;
     done_ = other.done_;
     other.done_ = true;
@@ -409,7 +413,12 @@ void snapshot_writer::flush() {
   if (buffer_.empty())
     return;
   file_->write_at(header_.size() + body_size_ - buffer_.size(), buffer_);
+  unsynced_bytes_ += buffer_.size();
   buffer_.clear();
+  if (unsynced_bytes_ >= writer_sync_bytes) {
+    file_->sync_data();
+    unsynced_bytes_ = 0;
+  }
 }
 
 snapshot_file snapshot_writer::finish() {

@@ -164,6 +164,7 @@ class snapshot_writer {
   std::string header_;
   std::string buffer_;
   uint64_t body_size_ = 0;
+  uint64_t unsynced_bytes_ = 0;
   uint32_t body_crc_ = 0;
   bool done_ = false;
 };

@@ -384,4 +384,58 @@ BOOST_AUTO_TEST_CASE(join_adds_an_empty_node_and_refuses_one_with_data) {
   c.run_for(1s);
 }
 
+// Raft §7: a node that joins after the log was compacted can only catch up by InstallSnapshot; a
+// cluster killed at once restarts from its snapshots with every acknowledged write.
+BOOST_AUTO_TEST_CASE(joining_node_catches_up_by_snapshot_and_all_restart_from_snapshots) {
+  auto o = calm_options(4, 67);
+  o.lone_nodes = 1; // n4 starts alone
+  o.snapshot_entries = 10;
+  o.base_config.snapshot_keep_tail = 2;
+  o.base_config.snapshot_chunk_bytes = 100; // several chunks per snapshot
+  cluster c(o);
+  size_t leader = 0;
+  BOOST_REQUIRE(c.run_until(
+      [&] {
+        for (size_t i = 0; i < 3; ++i)
+          if (c.node(i).role() == raft_role::leader) {
+            leader = i;
+            return true;
+          }
+        return false;
+      },
+      5s));
+  std::vector<size_t> writes;
+  for (int i = 0; i < 60; ++i) {
+    writes.push_back(c.propose(leader, "k" + std::to_string(i % 7), "v" + std::to_string(i)));
+    c.run_for(5ms);
+  }
+  c.run_for(500ms);
+  for (auto w : writes)
+    BOOST_REQUIRE((c.proposals()[w].status == reply_status::ok));
+  BOOST_TEST(c.node(leader).snapshot().index > 0u);
+  BOOST_TEST(c.node(leader).log().first_index() > 1u, "the leader compacted its log");
+
+  auto joined = c.join(leader, 3);
+  c.run_for(3s);
+  BOOST_REQUIRE(c.joins()[joined].completed);
+  BOOST_TEST((c.joins()[joined].status == reply_status::ok), c.joins()[joined].value);
+  BOOST_TEST(c.node(3).snapshot().index > 0u, "n4 installed a snapshot");
+  BOOST_TEST(c.node(3).log().first_index() > 1u);
+  BOOST_TEST(c.node(3).applied_index() == c.node(leader).commit_index());
+  BOOST_TEST(c.node(3).members().size() == 4u);
+
+  // Everyone at once, then back: each node starts from its newest snapshot.
+  for (size_t i = 0; i < 4; ++i)
+    c.crash(i);
+  for (size_t i = 0; i < 4; ++i)
+    c.restart(i);
+  for (size_t i = 0; i < 4; ++i)
+    BOOST_TEST(c.node(i).snapshot().index > 0u, "node " << i << " restarted from a snapshot");
+  auto after = wait_for_leader(c);
+  auto write = c.propose(after, "after-restart", "ok");
+  c.run_for(1s);
+  BOOST_TEST((c.proposals()[write].status == reply_status::ok));
+  c.check_acknowledged_applied();
+}
+
 BOOST_AUTO_TEST_SUITE_END()
