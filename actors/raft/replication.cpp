@@ -275,8 +275,9 @@ void raft_core::handle(const append_reply& reply) {
     progress.rejected(std::min(next, reply.prev_log_index));
     confirm_reads(*leader);
   }
-  if ((leader = leader_state()) != nullptr)
+  if ((leader = leader_state()) != nullptr && leader->progress.count(reply.from) > 0)
     fill_pipeline(*leader, reply.from);
+  hang_up_departed(); // a departed member may just have acknowledged its removal
   finish_step();
 }
 
@@ -312,6 +313,11 @@ void raft_core::maybe_commit() {
     return;
   bool first_commit_of_term = log_.term_at(commit_index_) != term_;
   advance_commit(quorum_index);
+  if (first_commit_of_term && !leader->changes_awaiting_term_commit.empty()) {
+    run_changes_awaiting_term_commit(*leader);
+    if ((leader = leader_state()) == nullptr)
+      return;
+  }
   if (first_commit_of_term && !leader->reads_awaiting_term_commit.empty()) {
     auto waiting = std::move(leader->reads_awaiting_term_commit);
     leader->reads_awaiting_term_commit.clear();
