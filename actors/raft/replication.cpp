@@ -297,6 +297,12 @@ void raft_core::maybe_commit() {
       matches.push_back(0);
     }
   }
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::removed_voter_counts)
+    for (const auto& [member, departure] : departed_)
+      if (auto i = leader->progress.find(member); i != leader->progress.end())
+        matches.push_back(i->second.match_index());
+#endif
   std::sort(matches.begin(), matches.end(), std::greater<>{});
   if (matches.size() < quorum())
     return;
