@@ -197,8 +197,24 @@ uint64_t raft_core::forward(uint64_t request_id, forwarded_op op, std::string co
 }
 
 void raft_core::forward_handed_over() {
-  if (handover_.empty() || leader_id_.empty() || leader_state() ||
-      connected_.count(leader_id_) == 0)
+  if (handover_.empty())
+    return;
+  if (auto* leader = leader_state()) {
+    // The handover failed and leadership came back to us: carry them out here.
+    auto waiting = std::move(handover_);
+    handover_.clear();
+    for (auto& request : waiting) {
+      request_origin origin{{}, request.request_id};
+      if (request.op == forwarded_op::write)
+        propose_as_leader(*leader, std::move(origin), std::move(request.command));
+      else if (request.op == forwarded_op::remove)
+        remove_as_leader(*leader, std::move(origin), request.member_id, request.force);
+      if ((leader = leader_state()) == nullptr)
+        break; // cannot happen today; never touch a role that ended
+    }
+    return;
+  }
+  if (leader_id_.empty() || connected_.count(leader_id_) == 0)
     return;
   auto waiting = std::move(handover_);
   handover_.clear();
@@ -237,7 +253,12 @@ void raft_core::handle(const forward_request& request) {
   request_origin origin{request.from, request.request_id};
   auto* leader = leader_state();
   if (leader == nullptr) {
-    answer(origin, refusal()); // one hop only: two nodes that each believe the other leads
+    // One hop only: two nodes that each believe the other leads. "Removed" is about us, not
+    // about the forwarder's client: it hears that we do not lead (nothing changed).
+    auto reply = refusal();
+    if (reply.status == reply_status::removed)
+      reply.status = reply_status::no_leader;
+    answer(origin, std::move(reply));
   } else {
     switch (request.op) {
     case forwarded_op::write:

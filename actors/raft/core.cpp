@@ -52,10 +52,17 @@ raft_core::raft_core(raft_config config, recovered_state recovered, uint64_t see
 
 void raft_core::note_removed_before_restart() {
   // set_configuration marks a removal only when it sees this node leave; after a restart it sees
-  // only the latest configuration, so look for an earlier one in the log that had this node.
+  // only the latest configuration, so look for an earlier one that had this node: the bootstrap
+  // members or a configuration entry in the log.
   if (removed_at_ > 0 || membership_index_ == 0 ||
       configuration{members_, learners_}.contains(config_.id))
     return;
+  if (std::count(config_.members.begin(), config_.members.end(), config_.id) > 0) {
+    removed_at_ = membership_index_;
+    event("removed from the cluster by the configuration at index " + std::to_string(removed_at_) +
+          "; this node no longer serves");
+    return;
+  }
   for (auto index = log_.first_index(); index < membership_index_; ++index) {
     const auto& entry = log_.at(index);
     configuration earlier;

@@ -186,6 +186,7 @@ void raft_core::become_leader() {
   }
   broadcast_appends(leader, false);
   maybe_commit(); // a single-node cluster commits on its own durable copy
+  forward_handed_over();
 }
 
 // -- votes

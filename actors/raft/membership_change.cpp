@@ -285,6 +285,8 @@ void raft_core::handle(const join_probe_reply& reply) {
   }
   configuration next{members_, learners_};
   next.learners[join.id] = join.address;
+  // A member of that id removed a moment ago may still have progress here: this is a new node.
+  leader->progress.erase(join.id);
   join.step = leader_role::pending_join::phase::catching_up;
   join.ticks = 0;
   join.learner_index = append_configuration(*leader, std::move(next));

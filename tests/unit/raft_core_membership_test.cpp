@@ -415,6 +415,54 @@ BOOST_AUTO_TEST_CASE(a_removed_node_refuses_every_request_with_removed) {
   }
 }
 
+// A request forwarded to a removed node (its sender thought it still led) is answered "no leader"
+// (nothing changed): "removed" describes the removed node, not the forwarder's client.
+BOOST_AUTO_TEST_CASE(a_removed_node_answers_forwarded_requests_with_no_leader) {
+  network net(abc);
+  net.elect("a");
+  net.core("a").remove(1, "c", false);
+  net.step("a");
+  net.run();
+  net.tick_all(3);
+  BOOST_TEST_REQUIRE(net.core("c").removed());
+  forward_request request;
+  request.from = "b";
+  request.request_id = 77;
+  request.op = forwarded_op::write;
+  request.command = "set x";
+  net.handle("c", request);
+  auto replies = net.sent<forward_reply>("c", "b");
+  BOOST_TEST_REQUIRE(replies.size() == 1u);
+  BOOST_TEST(replies[0].reply.status == reply_status::no_leader);
+}
+
+// A write paused by a transfer whose target never took over, while this node lost leadership to
+// the target's vote requests and then won it back: the write is appended by this node once it
+// leads again (not left to time out as "no leader").
+BOOST_AUTO_TEST_CASE(a_write_handed_over_is_carried_out_if_leadership_comes_back) {
+  network net(abc);
+  net.elect("a");
+  net.core("a").transfer(1, "b");
+  net.step("a");
+  net.core("a").propose(2, "set x");
+  net.step("a");
+  net.deliver<timeout_now>("a", "b");  // b campaigns in a higher term
+  net.deliver<request_vote>("b", "a"); // a steps down (a transfer's vote request)
+  BOOST_TEST_REQUIRE(net.core("a").role() == raft_role::follower);
+  net.isolate("b"); // b never wins
+  for (int i = 0; i < 60 && net.core("a").role() != raft_role::leader; ++i) {
+    net.tick("a");
+    net.tick("c");
+    net.run();
+  }
+  BOOST_TEST_REQUIRE(net.core("a").role() == raft_role::leader);
+  net.tick_all(3);
+  auto* got = answer_to(net.at("a"), 2);
+  BOOST_TEST_REQUIRE(got != nullptr);
+  BOOST_TEST(got->reply.status == reply_status::ok);
+  BOOST_TEST(copies_in_log(net.core("a"), "set x") == 1u);
+}
+
 // ...but only for a bounded time: a departed member that never answers is let go once the change
 // committed and a grace of a few election timeouts passed.
 BOOST_AUTO_TEST_CASE(a_departed_member_that_never_answers_is_let_go_after_a_grace) {
