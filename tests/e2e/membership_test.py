@@ -198,6 +198,7 @@ class Writer(threading.Thread):
         self.targets = list(targets)
         self.lock = threading.Lock()
         self.log = []
+        self.ack_times = []
         self.stop = threading.Event()
 
     def set_targets(self, targets):
@@ -214,7 +215,15 @@ class Writer(threading.Thread):
             code, _ = req(node, "POST", "/set", set_body(key, value), timeout=8)
             with self.lock:
                 self.log.append((key, value, code, node))
+                if code == 200:
+                    self.ack_times.append(time.monotonic())
             time.sleep(0.02 if code else 0.05)
+
+    def longest_gap(self, since):
+        """The longest time without an acknowledged write after `since` (seconds)."""
+        with self.lock:
+            times = [since] + [t for t in self.ack_times if t > since]
+        return max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else None
 
     def acked(self):
         with self.lock:
@@ -297,11 +306,14 @@ def main():
     # Sent to a follower: it forwards to the leader.
     via = [n for n in serving if n not in (leader, target)][0]
     n = len(writer.acked())
+    began = time.monotonic()
     s, body = retry_req(20, via, "POST", "/transfer-leader?nodeid=" + target)
     check("POST /transfer-leader?nodeid=%s via %s (leader %s)" % (target, via, leader), s == 200,
           "%s %s" % (s, body))
     check("%s leads after the transfer" % target, find_leader(10, serving) == target)
     check("writes acknowledged after the transfer", writer.wait_acked(n + 40, 30))
+    print("longest pause between acknowledged writes around the transfer: %.0f ms"
+          % (1000 * writer.longest_gap(began)), flush=True)
     verify("2. after the transfer", writer, serving)
 
     print("--- 3. shrink 5 -> 3: a follower, then the leader itself [t=%s]" % elapsed(),
@@ -316,6 +328,7 @@ def main():
     serving = [n for n in serving if n != leader]
     writer.set_targets(serving)
     n = len(writer.acked())
+    began = time.monotonic()
     # Not retried: the previous change committed, so the successor must not answer "busy" (it
     # waits for its own term's first commit instead).
     s, body = req(leader, "POST", "/remove?nodeid=" + leader, timeout=30)
@@ -325,6 +338,8 @@ def main():
     check("a remaining node leads (%s)" % new_leader, new_leader in serving)
     check("3 voters left", wait_members(15, serving[0], serving), str(status(serving[0])))
     check("writes acknowledged after the shrink", writer.wait_acked(n + 40, 30))
+    print("longest pause between acknowledged writes around the leader's removal: %.0f ms"
+          % (1000 * writer.longest_gap(began)), flush=True)
     verify("3. 3 nodes left", writer, serving)
     for gone in (follower, leader):
         deadline = time.monotonic() + 10
