@@ -175,6 +175,18 @@ void raft_core::serve_follower_reads() {
 uint64_t raft_core::forward(uint64_t request_id, forwarded_op op, std::string command,
                             std::string member_id, std::string member_address, bool force) {
   // One hop at most: a forwarded request is never forwarded again (see handle(forward_request)).
+  if (leader_id_.empty() && handover_ticks_ > 0 && !removed() &&
+      (op == forwarded_op::write || op == forwarded_op::read)) {
+    // Leadership is being handed over: the new leader shows up within an election timeout.
+    handover_.push_back(handed_over{request_id,
+                                    op,
+                                    std::move(command),
+                                    {},
+                                    false,
+                                    config_.ticks_for(config_.forward_timeout),
+                                    {}});
+    return 0;
+  }
   if (leader_id_.empty() || connected_.count(leader_id_) == 0) {
     answer(request_origin{{}, request_id}, refusal());
     return 0;
@@ -207,6 +219,8 @@ void raft_core::forward_handed_over() {
       request_origin origin{{}, request.request_id};
       if (request.op == forwarded_op::write)
         propose_as_leader(*leader, std::move(origin), std::move(request.command));
+      else if (request.op == forwarded_op::read)
+        read_as_leader(*leader, std::move(origin));
       else if (request.op == forwarded_op::remove)
         remove_as_leader(*leader, std::move(origin), request.member_id, request.force);
       if ((leader = leader_state()) == nullptr)

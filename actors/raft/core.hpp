@@ -347,6 +347,10 @@ class raft_core {
     std::string not_to;
   };
   std::vector<handed_over> handover_;
+  /// Nonzero for an election timeout after a leadership transfer's campaign was seen: local
+  /// writes and reads that find no leader wait in `handover_` for the new one instead of being
+  /// refused at once.
+  uint32_t handover_ticks_ = 0;
   void forward_handed_over();
 
   /// Local client requests passed to the leader and not answered yet, by forward id.

@@ -197,8 +197,10 @@ void raft_core::handle(const request_vote& request) {
     return;
   auto kind = request.pre_vote ? message_kind::pre_vote_request : message_kind::vote_request;
   // A transfer's vote request may depose the leader that asked for it, lease or not.
-  if (request.transfer && request.term > term_ && !request.pre_vote)
+  if (request.transfer && request.term > term_ && !request.pre_vote) {
     kind = message_kind::other;
+    handover_ticks_ = config_.election_ticks; // requests wait for the new leader meanwhile
+  }
   if (!accept_term(request.term, kind, request.from)) {
     finish_step();
     return;
@@ -283,6 +285,8 @@ void raft_core::tick_election() {
 
 void raft_core::tick() {
   ++election_elapsed_;
+  if (handover_ticks_ > 0)
+    --handover_ticks_;
   tick_forwarded();
   tick_departed();
   if (auto* leader = leader_state())

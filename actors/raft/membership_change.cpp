@@ -487,6 +487,7 @@ void raft_core::handle(const timeout_now& request) {
   if (request.term == term_ && leader_id_ == request.from && !leader_state() &&
       members_.count(config_.id) > 0 && may_campaign()) {
     event("taking over leadership from " + request.from);
+    handover_ticks_ = config_.election_ticks;
     become_candidate(true);
   }
   finish_step();

@@ -360,6 +360,31 @@ BOOST_AUTO_TEST_CASE(proposals_during_a_transfer_wait_and_go_to_the_new_leader) 
   BOOST_TEST(copies_in_log(net.core("b"), "set y") == 1u);
 }
 
+// A follower that sees the transfer's campaign (and so knows no leader for a moment) keeps a
+// local write and a read until the new leader is known, instead of refusing them at once.
+BOOST_AUTO_TEST_CASE(a_follower_keeps_requests_during_a_handover_for_the_new_leader) {
+  network net(abc);
+  net.elect("a");
+  net.core("a").transfer(1, "b");
+  net.step("a");
+  net.deliver<timeout_now>("a", "b");
+  net.deliver<request_vote>("b", "c");
+  BOOST_TEST_REQUIRE(net.core("c").leader_id().empty());
+  net.core("c").propose(5, "set z");
+  net.core("c").read(6);
+  net.step("c");
+  BOOST_TEST(net.at("c").answers.empty());
+  net.run();
+  net.tick_all(3);
+  BOOST_TEST_REQUIRE(net.core("b").role() == raft_role::leader);
+  for (uint64_t request : {5, 6}) {
+    auto* got = answer_to(net.at("c"), request);
+    BOOST_TEST_REQUIRE(got != nullptr, "request " << request);
+    BOOST_TEST(got->reply.status == reply_status::ok, "request " << request);
+  }
+  BOOST_TEST(copies_in_log(net.core("b"), "set z") == 1u);
+}
+
 // A member removed while it could not hear the leader still learns of its removal: the leader
 // keeps replicating to it until it holds the entry that removes it, so it stops campaigning and
 // says it was removed instead of believing it is still a member.
