@@ -107,7 +107,24 @@ void read_local(session_actor* self, uint64_t position, const std::string& key) 
 void handle_get(session_actor* self, uint64_t position, const http::api_request& req) {
   const auto& get = std::get<http::get_request>(req.body);
   if (get.consistency == http::read_consistency::stale) {
-    read_local(self, position, get.key);
+    // Even a stale read must not serve a removed node's frozen copy as if it were a member's.
+    auto timeout = self->state.config.status_timeout;
+    self->request(self->state.config.raft, timeout, status_atom::value)
+        .then(
+            [=](const raft_status& status) {
+              if (status.removed)
+                finish(self, position, false,
+                       http::removed_response("this node was removed from the cluster "
+                                              "(configuration at index " +
+                                              std::to_string(status.removed_at_index) +
+                                              ") and no longer serves"));
+              else
+                read_local(self, position, std::get<http::get_request>(req.body).key);
+            },
+            [=](const caf::error& error) {
+              finish(self, position, false,
+                     http::read_failed_response(describe(self, error, timeout)));
+            });
     return;
   }
   auto timeout = self->state.config.read_timeout;

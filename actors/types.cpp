@@ -36,6 +36,8 @@ const char* to_string(reply_status status) {
     return "rejected";
   case reply_status::unreachable:
     return "unreachable";
+  case reply_status::removed:
+    return "removed";
   }
   return "unknown";
 }

@@ -64,6 +64,9 @@ enum class reply_status : uint8_t {
   rejected = 7,
   /// The node to be added did not answer; nothing changed. `reason` says why.
   unreachable = 8,
+  /// This node was removed from the cluster and no longer serves; nothing changed. Send the
+  /// request to a member (`reason` says at which configuration index it was removed).
+  removed = 9,
 };
 
 const char* to_string(reply_status status);

@@ -599,6 +599,15 @@ const char* action_name(kv_op op) {
   return op == kv_op::del ? "delete" : "set";
 }
 
+api_response removed_response(std::string_view reason) {
+  // 409, not 503: retrying on this node never helps; the client must go to a member.
+  return json_response(
+      409, json::object{{"error", reason.empty() ? std::string{"this node was removed from the "
+                                                               "cluster and no longer serves"}
+                                                 : std::string{reason}},
+                        {"reason", "removed"}});
+}
+
 namespace {
 
 /// The answer to a proposal (`what`: "write", "join") that did not succeed. Every status is
@@ -637,6 +646,8 @@ api_response proposal_failure(const client_reply& result, const std::string& wha
     response.headers.emplace_back("Retry-After", "1");
     return response;
   }
+  case reply_status::removed:
+    return removed_response(result.reason);
   case reply_status::rejected:
     return json_response(
         409,
@@ -741,6 +752,8 @@ api_response read_barrier_response(const client_reply& result) {
   case reply_status::no_leader:
     message = "no leader is known right now; retry later";
     break;
+  case reply_status::removed:
+    return removed_response(result.reason);
   case reply_status::ok:
   case reply_status::leadership_lost:
   case reply_status::timeout:

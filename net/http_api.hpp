@@ -199,8 +199,14 @@ api_response error_response(unsigned status, std::string_view message);
 ///   not_leader, no_leader    -> 503, Retry-After: 1, {"error", "leader"} (leader null if unknown)
 ///   busy                     -> 503, Retry-After: 1 (nothing changed)
 ///   rejected                 -> 409 (nothing changed; the reason is in the message)
+///   removed                  -> 409 {"error", "reason": "removed"} (see removed_response)
 ///   leadership_lost, timeout, stopping -> 500 {"error"}: the write may or may not be applied
 api_response write_response(const write_request& request, const client_reply& result);
+
+/// This node was removed from the cluster: every read (linearizable or stale), write and admin
+/// request (join, remove, transfer) answers 409 {"error": why, "reason": "removed"}; only
+/// /status and /members still answer 200 (role "removed").
+api_response removed_response(std::string_view reason);
 
 /// For when joins are wired to Raft's (join_atom, id, addr): the same mapping as writes, with
 /// 200 {"nodeid", "nodeaddr", "index"} on success.

@@ -12,10 +12,10 @@ namespace infinity {
 client_reply raft_core::refusal() const {
   client_reply reply;
   if (removed()) {
-    reply.status = reply_status::rejected;
+    reply.status = reply_status::removed;
     reply.term = term_;
     reply.reason = "this node was removed from the cluster (configuration at index " +
-                   std::to_string(removed_at_) + ")";
+                   std::to_string(removed_at_) + ") and no longer serves";
     return reply;
   }
   reply.status = leader_id_.empty() ? reply_status::no_leader : reply_status::not_leader;
@@ -54,6 +54,13 @@ void raft_core::propose(uint64_t request_id, std::string command) {
 }
 
 void raft_core::propose_as_leader(leader_role& leader, request_origin origin, std::string command) {
+  if (leader.transfer) {
+    // Thesis §3.10: during a handover the target may take over at any moment and overwrite our
+    // uncommitted tail, and new entries would keep it from catching up. Proposals wait: they are
+    // appended here if the transfer fails, or passed to the new leader (election.cpp).
+    leader.paused.emplace_back(std::move(origin), std::move(command));
+    return;
+  }
   log_entry entry{term_, log_.last_index() + 1, entry_kind::command, std::move(command)};
   auto index = entry.index;
   log_.append(entry);
@@ -165,18 +172,31 @@ void raft_core::serve_follower_reads() {
 // -- forwarding
 // ------------------------------------------------------------------------------------
 
-void raft_core::forward(uint64_t request_id, forwarded_op op, std::string command,
-                        std::string member_id, std::string member_address, bool force) {
+uint64_t raft_core::forward(uint64_t request_id, forwarded_op op, std::string command,
+                            std::string member_id, std::string member_address, bool force) {
   // One hop at most: a forwarded request is never forwarded again (see handle(forward_request)).
+  if (leader_id_.empty() && handover_ticks_ > 0 && !removed() &&
+      (op == forwarded_op::write || op == forwarded_op::read)) {
+    // Leadership is being handed over: the new leader shows up within an election timeout.
+    handover_.push_back(handed_over{request_id,
+                                    op,
+                                    std::move(command),
+                                    {},
+                                    false,
+                                    config_.ticks_for(config_.forward_timeout),
+                                    {}});
+    return 0;
+  }
   if (leader_id_.empty() || connected_.count(leader_id_) == 0) {
     answer(request_origin{{}, request_id}, refusal());
-    return;
+    return 0;
   }
   auto timeout = op == forwarded_op::join ? config_.join_timeout + config_.forward_timeout
                                           : config_.forward_timeout;
   auto forward_id = ++next_forward_id_;
   forwarded_.emplace(forward_id,
-                     forwarded_call{leader_id_, request_id, op, config_.ticks_for(timeout)});
+                     forwarded_call{leader_id_, request_id, op, config_.ticks_for(timeout), false,
+                                    op == forwarded_op::write ? command : std::string{}});
   forward_request request;
   request.request_id = forward_id;
   request.op = op;
@@ -185,17 +205,43 @@ void raft_core::forward(uint64_t request_id, forwarded_op op, std::string comman
   request.member_address = std::move(member_address);
   request.force = force;
   send(leader_id_, std::move(request));
+  return forward_id;
 }
 
 void raft_core::forward_handed_over() {
-  if (handover_.empty() || leader_id_.empty() || leader_state() ||
-      connected_.count(leader_id_) == 0)
+  if (handover_.empty())
+    return;
+  if (auto* leader = leader_state()) {
+    // The handover failed and leadership came back to us: carry them out here.
+    auto waiting = std::move(handover_);
+    handover_.clear();
+    for (auto& request : waiting) {
+      request_origin origin{{}, request.request_id};
+      if (request.op == forwarded_op::write)
+        propose_as_leader(*leader, std::move(origin), std::move(request.command));
+      else if (request.op == forwarded_op::read)
+        read_as_leader(*leader, std::move(origin));
+      else if (request.op == forwarded_op::remove)
+        remove_as_leader(*leader, std::move(origin), request.member_id, request.force);
+      if ((leader = leader_state()) == nullptr)
+        break; // cannot happen today; never touch a role that ended
+    }
+    return;
+  }
+  if (leader_id_.empty() || connected_.count(leader_id_) == 0)
     return;
   auto waiting = std::move(handover_);
   handover_.clear();
-  for (auto& request : waiting)
-    forward(request.request_id, request.op, std::move(request.command),
-            std::move(request.member_id), {}, request.force);
+  for (auto& request : waiting) {
+    if (request.not_to == leader_id_) {
+      handover_.push_back(std::move(request)); // the leader that refused it: wait for the next
+      continue;
+    }
+    auto id = forward(request.request_id, request.op, std::move(request.command),
+                      std::move(request.member_id), {}, request.force);
+    if (auto call = forwarded_.find(id); call != forwarded_.end())
+      call->second.retried = true;
+  }
 }
 
 bool raft_core::first_time(const std::string& peer, uint64_t id) {
@@ -221,7 +267,12 @@ void raft_core::handle(const forward_request& request) {
   request_origin origin{request.from, request.request_id};
   auto* leader = leader_state();
   if (leader == nullptr) {
-    answer(origin, refusal()); // one hop only: two nodes that each believe the other leads
+    // One hop only: two nodes that each believe the other leads. "Removed" is about us, not
+    // about the forwarder's client: it hears that we do not lead (nothing changed).
+    auto reply = refusal();
+    if (reply.status == reply_status::removed)
+      reply.status = reply_status::no_leader;
+    answer(origin, std::move(reply));
   } else {
     switch (request.op) {
     case forwarded_op::write:
@@ -256,6 +307,22 @@ void raft_core::handle(const forward_reply& reply) {
   }
   auto call = i->second;
   forwarded_.erase(i);
+  auto status = reply.reply.status;
+  if (call.op == forwarded_op::write && !call.retried &&
+      (status == reply_status::not_leader || status == reply_status::no_leader)) {
+    // Nothing was appended (a leader that handed over answers the writes it paused this way):
+    // pass it once more to the next leader instead of failing the client.
+    handover_.push_back(handed_over{call.request_id,
+                                    call.op,
+                                    std::move(call.command),
+                                    {},
+                                    false,
+                                    config_.ticks_for(config_.forward_timeout),
+                                    reply.from});
+    forward_handed_over();
+    finish_step();
+    return;
+  }
   if (call.op == forwarded_op::read && reply.reply.status == reply_status::ok &&
       applied_index_ < reply.reply.index) {
     // The leader confirmed `index` as a linearizable read point; our copy is good for the read
@@ -340,6 +407,14 @@ void raft_core::fail_leader_requests(leader_role& leader, reply_status status) {
   for (auto& origin : leader.reads_awaiting_term_commit)
     answer(origin, reply);
   leader.reads_awaiting_term_commit.clear();
+  // Changes waiting for this term's first commit never started: nothing changed.
+  client_reply not_started;
+  not_started.status = reply_status::no_leader;
+  not_started.term = term_;
+  not_started.reason = "leadership changed before the change could start; nothing changed";
+  for (auto& change : leader.changes_awaiting_term_commit)
+    answer(change.origin, not_started);
+  leader.changes_awaiting_term_commit.clear();
   leader.read_round_requested = false;
 }
 

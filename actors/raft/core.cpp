@@ -38,6 +38,7 @@ raft_core::raft_core(raft_config config, recovered_state recovered, uint64_t see
   RAFT_INVARIANT(log_.last_term() <= term_, "recovered log has entries from a future term");
   pipeline_.set_durable_last_index(log_.last_index());
   refresh_membership();
+  note_removed_before_restart();
   checked_term_ = term_;
   checked_vote_ = voted_for_;
   role_ = follower_role{};
@@ -47,6 +48,42 @@ raft_core::raft_core(raft_config config, recovered_state recovered, uint64_t see
         (repair_until_ > 0 ? ", repairing lost entries up to " + std::to_string(repair_until_) +
                                  " (not voting until caught up)"
                            : std::string{}));
+}
+
+void raft_core::note_removed_before_restart() {
+  // set_configuration marks a removal only when it sees this node leave; after a restart it sees
+  // only the latest configuration, so look for an earlier one that had this node: the bootstrap
+  // members, the snapshot's or a configuration entry in the log. (A snapshot taken after the
+  // removal leaves no such evidence: the node then waits as a non-member, answering 503.)
+  if (removed_at_ > 0 || membership_index_ == 0 ||
+      configuration{members_, learners_}.contains(config_.id))
+    return;
+  if (std::count(config_.members.begin(), config_.members.end(), config_.id) > 0) {
+    removed_at_ = membership_index_;
+    event("removed from the cluster by the configuration at index " + std::to_string(removed_at_) +
+          "; this node no longer serves");
+    return;
+  }
+  // The log before the snapshot is gone: the snapshot's configuration is the earliest left.
+  configuration in_snapshot;
+  if (snapshot_.index > 0 && snapshot_.config_index < membership_index_ &&
+      decode_configuration(snapshot_.config, in_snapshot) && in_snapshot.contains(config_.id)) {
+    removed_at_ = membership_index_;
+    event("removed from the cluster by the configuration at index " + std::to_string(removed_at_) +
+          "; this node no longer serves");
+    return;
+  }
+  for (auto index = log_.first_index(); index < membership_index_; ++index) {
+    const auto& entry = log_.at(index);
+    configuration earlier;
+    if (entry.kind == entry_kind::config && decode_configuration(entry.data, earlier) &&
+        earlier.contains(config_.id)) {
+      removed_at_ = membership_index_;
+      event("removed from the cluster by the configuration at index " +
+            std::to_string(removed_at_) + "; this node no longer serves");
+      return;
+    }
+  }
 }
 
 void raft_core::handle(peer_rpc rpc) {

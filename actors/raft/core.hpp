@@ -219,9 +219,9 @@ class raft_core {
   void confirm_reads(leader_role& leader);
   void answer(const request_origin& origin, client_reply reply);
   client_reply refusal() const;
-  /// Not leader: pass a local client's request to the leader (one hop), or refuse.
-  void forward(uint64_t request_id, forwarded_op op, std::string command, std::string member_id,
-               std::string member_address, bool force = false);
+  /// Not leader: pass a local client's request to the leader (one hop), or refuse (0).
+  uint64_t forward(uint64_t request_id, forwarded_op op, std::string command, std::string member_id,
+                   std::string member_address, bool force = false);
   void tick_forwarded();
   void fail_forwarded_to(const std::string& peer);
   void serve_follower_reads();
@@ -250,9 +250,13 @@ class raft_core {
   void refresh_membership();
   void adopt_membership(const log_entry& entry);
   void set_configuration(configuration next, uint64_t index);
+  /// At start: was this node removed by the configuration in effect? (see core.cpp)
+  void note_removed_before_restart();
   size_t quorum() const { return members_.size() / 2 + 1; }
-  /// Members that left the configuration: hang up once the change that removed them commits.
+  /// Lets go of members that left the configuration once they learned it (see `departed_`).
   void hang_up_departed();
+  /// A join or removal that arrived before this term's first commit: run it once that commits.
+  void run_changes_awaiting_term_commit(leader_role& leader);
 
   // -- core.cpp
   // ------------------------------------------------------------------------------------
@@ -315,8 +319,16 @@ class raft_core {
   membership members_;
   membership learners_;
   uint64_t membership_index_ = 0;
-  /// Members dropped by the configuration in effect, to hang up on once it commits.
-  std::map<std::string, uint64_t> departed_;
+  /// Members dropped by the configuration in effect. The leader keeps replicating to one until
+  /// it holds the entry that removed it (else it never learns it left, and campaigns or serves
+  /// as a member), or, once that entry committed, for a grace of a few election timeouts.
+  struct departure {
+    uint64_t index = 0;
+    uint32_t ticks_since_commit = 0;
+  };
+  std::map<std::string, departure> departed_;
+  uint32_t departed_grace_ticks() const { return 3 * config_.election_ticks; }
+  void tick_departed();
   /// The latest durable snapshot (its index is at most the applied index).
   snapshot_info snapshot_;
   /// Follower: the snapshot being received, and whether it is being loaded.
@@ -333,8 +345,14 @@ class raft_core {
     std::string member_id;
     bool force = false;
     uint32_t ticks_left = 0;
+    /// The leader that refused it (nothing appended): wait for another one.
+    std::string not_to;
   };
   std::vector<handed_over> handover_;
+  /// Nonzero for an election timeout after a leadership transfer's campaign was seen: local
+  /// writes and reads that find no leader wait in `handover_` for the new one instead of being
+  /// refused at once.
+  uint32_t handover_ticks_ = 0;
   void forward_handed_over();
 
   /// Local client requests passed to the leader and not answered yet, by forward id.
@@ -343,6 +361,10 @@ class raft_core {
     uint64_t request_id = 0;
     forwarded_op op = forwarded_op::write;
     uint32_t ticks_left = 0;
+    /// Passed on once more already (see handle(forward_reply)): never again.
+    bool retried = false;
+    /// Writes: the command, to pass on to the next leader if this one refuses.
+    std::string command;
   };
   std::map<uint64_t, forwarded_call> forwarded_;
   uint64_t next_forward_id_ = 0;

@@ -85,7 +85,8 @@ void raft_core::become_follower(uint64_t term, const std::string& leader) {
                                         {},
                                         config_.id,
                                         transfer.force,
-                                        config_.ticks_for(config_.forward_timeout)});
+                                        config_.ticks_for(config_.forward_timeout),
+                                        {}});
       } else if (transfer.then_remove_self) {
         done.status = reply_status::not_leader;
         answer(transfer.origin, std::move(done));
@@ -99,7 +100,8 @@ void raft_core::become_follower(uint64_t term, const std::string& leader) {
                                           std::move(command),
                                           {},
                                           false,
-                                          config_.ticks_for(config_.forward_timeout)});
+                                          config_.ticks_for(config_.forward_timeout),
+                                          {}});
         else
           answer(origin, refusal()); // nothing was appended: the forwarder's client retries
       }
@@ -161,9 +163,12 @@ void raft_core::become_candidate(bool transfer) {
 void raft_core::become_leader() {
   RAFT_INVARIANT(role() == raft_role::candidate, "only a candidate becomes leader");
   leader_role leading;
-  for (const auto& [member, address] : members_)
+  // Learners catch up and departed members learn that they left from this leader too.
+  for (const auto& [member, address] : configuration{members_, learners_}.everyone())
     if (member != config_.id)
       leading.progress.emplace(member, follower_progress{log_.last_index() + 1});
+  for (const auto& [member, departure] : departed_)
+    leading.progress.emplace(member, follower_progress{log_.last_index() + 1});
   role_ = std::move(leading);
   leader_id_ = config_.id;
   election_elapsed_ = 0;
@@ -181,6 +186,7 @@ void raft_core::become_leader() {
   }
   broadcast_appends(leader, false);
   maybe_commit(); // a single-node cluster commits on its own durable copy
+  forward_handed_over();
 }
 
 // -- votes
@@ -191,8 +197,10 @@ void raft_core::handle(const request_vote& request) {
     return;
   auto kind = request.pre_vote ? message_kind::pre_vote_request : message_kind::vote_request;
   // A transfer's vote request may depose the leader that asked for it, lease or not.
-  if (request.transfer && request.term > term_ && !request.pre_vote)
+  if (request.transfer && request.term > term_ && !request.pre_vote) {
     kind = message_kind::other;
+    handover_ticks_ = config_.election_ticks; // requests wait for the new leader meanwhile
+  }
   if (!accept_term(request.term, kind, request.from)) {
     finish_step();
     return;
@@ -277,7 +285,10 @@ void raft_core::tick_election() {
 
 void raft_core::tick() {
   ++election_elapsed_;
+  if (handover_ticks_ > 0)
+    --handover_ticks_;
   tick_forwarded();
+  tick_departed();
   if (auto* leader = leader_state())
     tick_leader(*leader);
   else

@@ -13,7 +13,10 @@ namespace infinity {
 // -- requests ------------------------------------------------------------------------------------
 
 void raft_core::join(uint64_t request_id, std::string id, std::string address) {
-  if (auto* leader = leader_state())
+  // A removed node knows no leader it may speak for (its last one may be long gone).
+  if (removed())
+    answer(request_origin{{}, request_id}, refusal());
+  else if (auto* leader = leader_state())
     join_as_leader(*leader, request_origin{{}, request_id}, std::move(id), std::move(address));
   else
     forward(request_id, forwarded_op::join, {}, std::move(id), std::move(address));
@@ -21,7 +24,9 @@ void raft_core::join(uint64_t request_id, std::string id, std::string address) {
 }
 
 void raft_core::remove(uint64_t request_id, std::string id, bool force) {
-  if (auto* leader = leader_state())
+  if (removed())
+    answer(request_origin{{}, request_id}, refusal());
+  else if (auto* leader = leader_state())
     remove_as_leader(*leader, request_origin{{}, request_id}, id, force);
   else
     forward(request_id, forwarded_op::remove, {}, std::move(id), {}, force);
@@ -29,7 +34,9 @@ void raft_core::remove(uint64_t request_id, std::string id, bool force) {
 }
 
 void raft_core::transfer(uint64_t request_id, std::string target) {
-  if (auto* leader = leader_state())
+  if (removed())
+    answer(request_origin{{}, request_id}, refusal());
+  else if (auto* leader = leader_state())
     transfer_as_leader(*leader, request_origin{{}, request_id}, std::move(target));
   else
     forward(request_id, forwarded_op::transfer, {}, std::move(target), {});
@@ -87,6 +94,11 @@ void raft_core::join_as_leader(leader_role& leader, request_origin origin, std::
   for (const auto& [member, member_address] : configuration{members_, learners_}.everyone())
     if (member_address == address && member != id)
       return refuse(reply_status::rejected, "address " + address + " belongs to member " + member);
+  if (log_.term_at(commit_index_) != term_ && !leader.join && !leader.transfer) {
+    leader.changes_awaiting_term_commit.push_back(
+        leader_role::pending_change{true, std::move(origin), std::move(id), std::move(address)});
+    return;
+  }
   if (auto blocked = change_blocked(leader); !blocked.empty())
     return refuse(reply_status::busy, blocked);
   leader.join = leader_role::pending_join{};
@@ -276,6 +288,8 @@ void raft_core::handle(const join_probe_reply& reply) {
   }
   configuration next{members_, learners_};
   next.learners[join.id] = join.address;
+  // A member of that id removed a moment ago may still have progress here: this is a new node.
+  leader->progress.erase(join.id);
   join.step = leader_role::pending_join::phase::catching_up;
   join.ticks = 0;
   join.learner_index = append_configuration(*leader, std::move(next));
@@ -296,6 +310,11 @@ void raft_core::remove_as_leader(leader_role& leader, request_origin origin, con
   bool voter = members_.count(id) > 0;
   if (!voter && learners_.count(id) == 0)
     return refuse(reply_status::rejected, "node " + id + " is not a member");
+  if (log_.term_at(commit_index_) != term_ && !leader.join && !leader.transfer) {
+    leader.changes_awaiting_term_commit.push_back(
+        leader_role::pending_change{false, std::move(origin), id, {}, force});
+    return;
+  }
   if (auto blocked = change_blocked(leader); !blocked.empty())
     return refuse(reply_status::busy, blocked);
   if (voter && members_.size() == 1)
@@ -331,17 +350,57 @@ void raft_core::remove_as_leader(leader_role& leader, request_origin origin, con
     still->writes.emplace(index, leader_role::pending_write{term_, std::move(origin)});
 }
 
+void raft_core::run_changes_awaiting_term_commit(leader_role& leader) {
+  auto waiting = std::move(leader.changes_awaiting_term_commit);
+  leader.changes_awaiting_term_commit.clear();
+  for (auto& change : waiting) {
+    auto* still = leader_state();
+    if (still == nullptr) {
+      client_reply reply;
+      reply.status = reply_status::no_leader;
+      reply.term = term_;
+      reply.reason = "leadership changed before the change could start; nothing changed";
+      answer(change.origin, std::move(reply));
+    } else if (change.join) {
+      join_as_leader(*still, std::move(change.origin), std::move(change.id),
+                     std::move(change.address));
+    } else {
+      remove_as_leader(*still, std::move(change.origin), change.id, change.force);
+    }
+  }
+}
+
 void raft_core::hang_up_departed() {
+  auto* leader = leader_state();
   for (auto i = departed_.begin(); i != departed_.end();) {
-    if (i->second > commit_index_) {
+    const auto& [id, departure] = *i;
+    bool committed = departure.index <= commit_index_;
+    bool learned = false;
+    if (leader != nullptr)
+      if (auto p = leader->progress.find(id); p != leader->progress.end())
+        learned = p->second.match_index() >= departure.index;
+    bool keep = !committed || (!learned && departure.ticks_since_commit < departed_grace_ticks());
+#ifdef INFINITYSTORE_TESTING
+    keep = keep || config_.broken == raft_config::mutation::removed_voter_counts;
+#endif
+    if (keep) {
       ++i;
       continue;
     }
-    out_.effects.push_back(effect_of(raft_effect::kind::hang_up, i->first, {}, {}));
-    if (auto* leader = leader_state())
-      leader->progress.erase(i->first);
+    out_.effects.push_back(effect_of(raft_effect::kind::hang_up, id, {}, {}));
+    if (leader != nullptr)
+      leader->progress.erase(id);
     i = departed_.erase(i);
   }
+}
+
+void raft_core::tick_departed() {
+  if (departed_.empty())
+    return;
+  for (auto& [id, departure] : departed_)
+    if (departure.index <= commit_index_)
+      ++departure.ticks_since_commit;
+  hang_up_departed();
 }
 
 // -- leadership transfer -------------------------------------------------------------------------
@@ -431,6 +490,7 @@ void raft_core::handle(const timeout_now& request) {
   if (request.term == term_ && leader_id_ == request.from && !leader_state() &&
       members_.count(config_.id) > 0 && may_campaign()) {
     event("taking over leadership from " + request.from);
+    handover_ticks_ = config_.election_ticks;
     become_candidate(true);
   }
   finish_step();
@@ -477,11 +537,11 @@ void raft_core::set_configuration(configuration next, uint64_t index) {
   configuration now{members_, learners_};
   for (const auto& [id, address] : previous.everyone())
     if (!now.contains(id) && id != config_.id)
-      departed_[id] = index;
+      departed_[id] = departure{index, 0};
   for (auto i = departed_.begin(); i != departed_.end();)
     i = now.contains(i->first) ? departed_.erase(i) : std::next(i);
   if (auto* leader = leader_state()) {
-    // Departed members keep their progress until the change commits: they learn of it.
+    // Departed members keep their progress until they learned of the change (hang_up_departed).
     for (const auto& [member, address] : now.everyone())
       if (member != config_.id && leader->progress.count(member) == 0)
         leader->progress.emplace(member, follower_progress{log_.last_index() + 1});

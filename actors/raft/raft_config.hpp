@@ -60,6 +60,8 @@ struct raft_config {
     ack_before_durable,
     /// Followers answer reads from their own state without asking the leader.
     stale_follower_reads,
+    /// A removed voter keeps counting toward the leader's commit quorum (and is never let go).
+    removed_voter_counts,
     /// Send messages of a term (appends, heartbeats, votes) before that term and the vote are
     /// durable: a leader that crashes before its sync can win the same term again and write
     /// different entries under (index, term) pairs a follower already holds.

@@ -275,8 +275,9 @@ void raft_core::handle(const append_reply& reply) {
     progress.rejected(std::min(next, reply.prev_log_index));
     confirm_reads(*leader);
   }
-  if ((leader = leader_state()) != nullptr)
+  if ((leader = leader_state()) != nullptr && leader->progress.count(reply.from) > 0)
     fill_pipeline(*leader, reply.from);
+  hang_up_departed(); // a departed member may just have acknowledged its removal
   finish_step();
 }
 
@@ -296,6 +297,12 @@ void raft_core::maybe_commit() {
       matches.push_back(0);
     }
   }
+#ifdef INFINITYSTORE_TESTING
+  if (config_.broken == raft_config::mutation::removed_voter_counts)
+    for (const auto& [member, departure] : departed_)
+      if (auto i = leader->progress.find(member); i != leader->progress.end())
+        matches.push_back(i->second.match_index());
+#endif
   std::sort(matches.begin(), matches.end(), std::greater<>{});
   if (matches.size() < quorum())
     return;
@@ -312,6 +319,11 @@ void raft_core::maybe_commit() {
     return;
   bool first_commit_of_term = log_.term_at(commit_index_) != term_;
   advance_commit(quorum_index);
+  if (first_commit_of_term && !leader->changes_awaiting_term_commit.empty()) {
+    run_changes_awaiting_term_commit(*leader);
+    if ((leader = leader_state()) == nullptr)
+      return;
+  }
   if (first_commit_of_term && !leader->reads_awaiting_term_commit.empty()) {
     auto waiting = std::move(leader->reads_awaiting_term_commit);
     leader->reads_awaiting_term_commit.clear();

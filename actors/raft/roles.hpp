@@ -55,6 +55,16 @@ struct leader_role {
   std::vector<pending_read> reads;
   /// Reads that arrived before this term's first entry committed; they wait for it.
   std::vector<request_origin> reads_awaiting_term_commit;
+  /// Joins and removals that arrived before this term's first entry committed (e.g. the removal
+  /// of the leader that just handed over to us): they wait for it instead of being refused.
+  struct pending_change {
+    bool join = false;
+    request_origin origin;
+    std::string id;
+    std::string address;
+    bool force = false;
+  };
+  std::vector<pending_change> changes_awaiting_term_commit;
   uint64_t round = 0;
   bool read_round_requested = false;
 

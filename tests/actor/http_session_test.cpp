@@ -328,10 +328,29 @@ BOOST_AUTO_TEST_CASE(linearizable_reads_pass_the_read_barrier) {
   BOOST_TEST(f.responses->at(2).status == 503u);
   BOOST_TEST(f.body(2)["leader"].as_string() == "n3");
 
-  // Stale reads never ask Raft.
+  // Stale reads never take the read barrier.
   f.submit("GET", "/get?key=b&consistency=stale");
   BOOST_TEST(f.book->reads == 3u);
   BOOST_TEST(f.body(3)["value"].as_string() == "B");
+}
+
+// A removed node answers 409 "removed" to reads of both kinds: a stale read must not serve its
+// frozen copy as if it were a member's.
+BOOST_AUTO_TEST_CASE(a_removed_node_refuses_stale_and_linearizable_reads) {
+  fixture f;
+  f.book->status.removed = true;
+  f.book->status.removed_at_index = 9;
+  f.submit("GET", "/get?key=a&consistency=stale");
+  f.submit("GET", "/get?key=a");
+  auto removed = reply_of(reply_status::removed, 0, 4, "");
+  removed.reason = "this node was removed from the cluster (configuration at index 9)";
+  f.release(0, removed);
+  BOOST_REQUIRE(f.responses->size() == 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    BOOST_TEST(f.responses->at(i).status == 409u);
+    BOOST_TEST(f.body(i)["reason"].as_string() == "removed");
+    BOOST_TEST(f.body(i)["error"].as_string().find("index 9") != std::string::npos);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(unanswered_requests_time_out) {

@@ -227,6 +227,31 @@ struct client_access {
                 self->state.target = (node + 1) % net->size();
               });
     };
+    // Joins, removals and transfers: recorded in `joins` (key: what was asked, value: reason).
+    auto membership_request = [=](size_t node, std::string what, auto... request) {
+      auto position = joins->size();
+      joins->push_back(proposal_record{});
+      (*joins)[position].key = std::move(what);
+      auto target = net->current_handle(node);
+      if (!target) {
+        (*joins)[position].status = reply_status::no_leader;
+        (*joins)[position].completed = true;
+        return;
+      }
+      self->request(target, std::chrono::seconds(20), request...)
+          .then(
+              [=](const client_reply& result) {
+                auto& r = (*joins)[position];
+                r.status = result.status;
+                r.index = result.index;
+                r.value = result.reason;
+                r.completed = true;
+              },
+              [=](caf::error&) {
+                (*joins)[position].status = reply_status::timeout;
+                (*joins)[position].completed = true;
+              });
+    };
     return {
         [=](propose_atom, size_t node, std::string& key, std::string& value,
             caf::timespan timeout) {
@@ -241,7 +266,7 @@ struct client_access {
           auto value = "v" + std::to_string(*next_sequence);
           // Half the proposals go to any node, so followers forward them to the leader.
           auto node = rng() % 2 == 0 ? st.target : static_cast<size_t>(rng() % net->size());
-          send_proposal(node, key, value, std::chrono::seconds(1));
+          send_proposal(net->skip_lone(node), key, value, std::chrono::seconds(1));
           auto span = (st.max_interval - st.min_interval).count();
           auto delay =
               st.min_interval + caf::timespan{span > 0 ? static_cast<int64_t>(rng() % span) : 0};
@@ -249,28 +274,13 @@ struct client_access {
         },
         [=](client_stop_atom) { self->state.running = false; },
         [=](join_atom, size_t node, std::string& id, std::string& address) {
-          auto position = joins->size();
-          joins->push_back(proposal_record{});
-          (*joins)[position].key = id;
-          auto target = net->current_handle(node);
-          if (!target) {
-            (*joins)[position].status = reply_status::no_leader;
-            (*joins)[position].completed = true;
-            return;
-          }
-          self->request(target, std::chrono::seconds(20), join_atom::value, id, address)
-              .then(
-                  [=](const client_reply& result) {
-                    auto& r = (*joins)[position];
-                    r.status = result.status;
-                    r.index = result.index;
-                    r.value = result.reason;
-                    r.completed = true;
-                  },
-                  [=](caf::error&) {
-                    (*joins)[position].status = reply_status::timeout;
-                    (*joins)[position].completed = true;
-                  });
+          membership_request(node, "join " + id, join_atom::value, id, address);
+        },
+        [=](remove_atom, size_t node, std::string& id, bool force) {
+          membership_request(node, "remove " + id, remove_atom::value, id, force);
+        },
+        [=](transfer_atom, size_t node, std::string& id) {
+          membership_request(node, "transfer to " + id, transfer_atom::value, id);
         },
         [=](caf::timespan min_interval, caf::timespan max_interval, size_t keys) {
           auto& st = self->state;
@@ -306,6 +316,7 @@ lin::outcome write_outcome(reply_status status) {
   case reply_status::no_leader:
   case reply_status::busy:
   case reply_status::rejected:
+  case reply_status::removed:
     return lin::outcome::failed;
   default:
     return lin::outcome::unknown;
@@ -365,7 +376,7 @@ caf::behavior history_client_impl(caf::stateful_actor<history_client_state>* sel
         if (!st.running)
           return;
         auto& rng = net->rng();
-        auto node = static_cast<size_t>(rng() % net->size());
+        auto node = net->skip_lone(static_cast<size_t>(rng() % net->size()));
         auto key = "k" + std::to_string(rng() % st.keys);
         auto dice = rng() % 100;
         lin::operation op;
@@ -483,6 +494,7 @@ void cluster::spawn_node(size_t index) {
   ++slot.incarnation;
   slot.applied.clear();
   slot.started_from_snapshot = 0;
+  slot.died.clear();
   slot.chain.clear();
   slot.chain_base = 0;
   slot.last_commit = 0;
@@ -579,7 +591,8 @@ void cluster::spawn_node(size_t index) {
   config.id = slot.id;
   config.members.clear();
   if (index + opts_.lone_nodes >= nodes_.size()) {
-    config.members.push_back(slot.id);
+    if (!slot.left_lone)
+      config.members.push_back(slot.id);
   } else {
     for (size_t j = 0; j + opts_.lone_nodes < nodes_.size(); ++j)
       config.members.push_back(nodes_[j].id);
@@ -589,6 +602,14 @@ void cluster::spawn_node(size_t index) {
                               [this](const std::string& line) { record(line); });
   slot.alive = true;
   actor_names_[slot.raft.id()] = slot.id;
+  // A Raft actor that stops by itself (an exception, a failed invariant) leaves a dead node the
+  // checkers must not read: record why, and fail at the next check.
+  caf::actor_cast<caf::abstract_actor*>(slot.raft)->attach_functor(
+      [this, index, incarnation](const caf::error& reason) {
+        auto& s = nodes_[index];
+        if (s.incarnation == incarnation && s.alive && s.died.empty())
+          s.died = reason ? caf::to_string(reason) : "stopped";
+      });
   actor_names_[slot.kv.id()] = slot.id + ".kv";
   actor_names_[slot.storage.id()] = slot.id + ".disk";
   actor_names_[slot.snapshots.id()] = slot.id + ".snapshots";
@@ -984,6 +1005,33 @@ size_t cluster::join(size_t node, size_t joining) {
   return position;
 }
 
+size_t cluster::remove(size_t node, size_t target, bool force) {
+  auto position = joins_.size();
+  caf::anon_send(client_, remove_atom::value, node, nodes_[target].id, force);
+  return position;
+}
+
+size_t cluster::transfer(size_t node, std::optional<size_t> target) {
+  auto position = joins_.size();
+  caf::anon_send(client_, transfer_atom::value, node, target ? nodes_[*target].id : std::string{});
+  return position;
+}
+
+size_t cluster::skip_lone(size_t node) {
+  for (size_t i = 0; i < nodes_.size() && is_lone(node); ++i)
+    node = (node + 1) % nodes_.size();
+  return node;
+}
+
+bool cluster::member_of_leader_configuration(size_t index) {
+  auto l = leader();
+  if (!l)
+    return true;
+  auto& leader_node = node(*l);
+  return leader_node.members().count(nodes_[index].id) > 0 ||
+         leader_node.learners().count(nodes_[index].id) > 0;
+}
+
 void cluster::start_history_clients(size_t clients, size_t keys) {
   for (size_t i = 0; i < clients; ++i) {
     auto client = system_->spawn(history_client_impl, this, uint64_t{100 + i}, keys);
@@ -997,8 +1045,9 @@ void cluster::final_reads(size_t keys) {
   if (history_clients_.empty())
     return;
   for (size_t node = 0; node < nodes_.size(); ++node)
-    for (size_t k = 0; k < keys; ++k)
-      caf::anon_send(history_clients_[0], kv_get_atom::value, node, "k" + std::to_string(k));
+    if (member_of_leader_configuration(node))
+      for (size_t k = 0; k < keys; ++k)
+        caf::anon_send(history_clients_[0], kv_get_atom::value, node, "k" + std::to_string(k));
 }
 
 void cluster::stop_history_clients() {
@@ -1037,7 +1086,7 @@ raft_core& cluster::node(size_t index) {
 std::optional<size_t> cluster::leader() {
   std::optional<size_t> best;
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    if (!nodes_[i].alive)
+    if (!nodes_[i].alive || is_lone(i)) // a lone node leads a cluster of its own
       continue;
     auto& n = node(i);
     if (n.role() == raft_role::leader && (!best || n.term() > node(*best).term()))
@@ -1057,6 +1106,8 @@ bool cluster::converged() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     if (!nodes_[i].alive)
       return false;
+    if (!member_of_leader_configuration(i))
+      continue; // removed (it stopped at its removal) or never added
     auto& n = node(i);
     // Followers may keep an uncommitted suffix the leader never overwrote: that is legal.
     if (n.term() != leader_node.term() || n.applied_index() != last)
@@ -1086,6 +1137,8 @@ void cluster::check_acknowledged_applied() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     if (!nodes_[i].alive)
       continue;
+    // A removed node stopped applying at its removal: it need not hold later writes.
+    bool member = member_of_leader_configuration(i);
     // (client, sequence) -> indexes where it took effect on this node.
     std::map<std::pair<uint64_t, uint64_t>, std::vector<uint64_t>> effective;
     std::map<uint64_t, std::pair<uint64_t, uint64_t>> id_at_index;
@@ -1121,7 +1174,7 @@ void cluster::check_acknowledged_applied() {
         fail(name + " took effect " + std::to_string(times) + " times on " + nodes_[i].id);
       if (!p.completed)
         continue;
-      if (p.status == reply_status::ok) {
+      if (p.status == reply_status::ok && member) {
         if (times == 0 && p.index <= from_snapshot)
           continue;
         if (times != 1)
@@ -1130,7 +1183,8 @@ void cluster::check_acknowledged_applied() {
         if (id_at_index[p.index] != id)
           fail(name + " was acknowledged at index " + std::to_string(p.index) + " but " +
                nodes_[i].id + " applied something else there");
-      } else if (p.status == reply_status::not_leader || p.status == reply_status::no_leader) {
+      } else if (p.status == reply_status::not_leader || p.status == reply_status::no_leader ||
+                 p.status == reply_status::removed) {
         if (times != 0)
           fail(name + " was refused (" + to_string(p.status) + ") but took effect on " +
                nodes_[i].id);
@@ -1194,11 +1248,16 @@ void cluster::check() {
     auto& slot = nodes_[i];
     if (!slot.alive)
       continue;
+    if (!slot.died.empty())
+      fail(slot.id + "'s Raft actor stopped: " + slot.died);
     auto& n = node(i);
     // The simulated peers are honest: a message a node had to drop as a protocol violation
     // means a sender broke Raft.
     if (!n.protocol_violations().empty())
       fail(slot.id + ": " + n.protocol_violations().front());
+    if (i + opts_.lone_nodes >= nodes_.size() &&
+        (n.members().size() != 1 || n.members().count(slot.id) == 0))
+      slot.left_lone = true;
     if (is_lone(i)) {
       // Its own one-node cluster: not subject to the main cluster's checks until it joins.
       slot.last_commit = 0;
@@ -1282,6 +1341,51 @@ std::vector<uint64_t> seeds_from_environment(uint64_t default_count) {
   return seeds;
 }
 
+namespace {
+
+/// One random membership change, asked of a random node (followers forward it): add a node
+/// that started alone, remove a member (the leader included; now and then with force, but
+/// never below three voters), or hand leadership over.
+void change_membership(cluster& c, std::mt19937_64& meta, random_run_result& result) {
+  auto n = c.size();
+  auto via = c.skip_lone(meta() % n); // a lone node would change its own cluster
+  auto l = c.leader();
+  switch (meta() % 3) {
+  case 0: {
+    std::vector<size_t> lone;
+    for (size_t i = 0; i < n; ++i)
+      if (c.alive(i) && !c.member_of_leader_configuration(i) && c.node(i).members().size() <= 1 &&
+          !c.node(i).removed())
+        lone.push_back(i);
+    if (!lone.empty())
+      c.join(via, lone[meta() % lone.size()]);
+    break;
+  }
+  case 1: {
+    if (!l)
+      break;
+    auto& leader = c.node(*l);
+    std::vector<size_t> members;
+    for (size_t i = 0; i < n; ++i)
+      if (leader.members().count(c.id(i)) > 0 || leader.learners().count(c.id(i)) > 0)
+        members.push_back(i);
+    auto target = members[meta() % members.size()];
+    // At least three voters stay: with two, bit rot on one of them (repairable only from a
+    // leader, which needs its vote) would rightly leave the cluster without a leader for good.
+    if (leader.members().count(c.id(target)) > 0 && leader.members().size() <= 3)
+      break;
+    c.remove(meta() % 2 == 0 ? *l : via, target, meta() % 8 == 0);
+    ++result.removals;
+    break;
+  }
+  default:
+    c.transfer(via, meta() % 2 == 0 ? std::optional<size_t>{} : std::optional<size_t>{meta() % n});
+    break;
+  }
+}
+
+} // namespace
+
 random_run_result run_random_seed(uint64_t seed, const random_run_options& run_options) {
   reset_invariant_violations();
   random_run_result result;
@@ -1295,6 +1399,10 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   cluster::options o;
   o.nodes = meta() % 2 == 0 ? 3 : 5;
   o.seed = seed;
+  if (run_options.membership_changes) {
+    o.lone_nodes = 2;
+    o.nodes += o.lone_nodes;
+  }
   o.faults.drop_probability = pick(0.0, 0.2);
   o.faults.duplicate_probability = pick(0.0, 0.1);
   o.faults.min_delay = std::chrono::microseconds(200);
@@ -1345,7 +1453,8 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
         << ", segments of " << o.faults.max_segment_bytes << " bytes" << (rot ? ", bit rot" : "")
         << ", snapshots every " << o.snapshot_entries << " entries (tail "
         << o.base_config.snapshot_keep_tail << ", chunks of " << o.base_config.snapshot_chunk_bytes
-        << " bytes, keep " << o.snapshot_retain << ")";
+        << " bytes, keep " << o.snapshot_retain << ")"
+        << (run_options.membership_changes ? ", membership changes" : "");
 
   std::unique_ptr<cluster> c;
   try {
@@ -1362,6 +1471,10 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
       auto leader_or_any = [&] {
         return meta() % 2 == 0 && c->leader() ? *c->leader() : meta() % n;
       };
+      if (run_options.membership_changes && meta() % 3 == 0) {
+        change_membership(*c, meta, result);
+        continue;
+      }
       switch (meta() % 18) {
       case 0:
       case 1: {
@@ -1497,6 +1610,15 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
     for (const auto& p : c->proposals())
       if (p.status == reply_status::ok)
         ++result.acknowledged;
+    for (const auto& change : c->joins())
+      if (change.completed && change.status == reply_status::ok)
+        ++result.changes_ok;
+    if (auto l = c->leader()) {
+      for (const auto& [id, address] : c->node(*l).members())
+        result.final_configuration += id + " ";
+      for (const auto& [id, address] : c->node(*l).learners())
+        result.final_configuration += id + "(learner) ";
+    }
     result.steps = c->steps();
     result.disk = c->disk_faults();
   } catch (const std::exception& e) {
@@ -1521,6 +1643,8 @@ seed_sweep sweep_seeds(const std::vector<uint64_t>& seeds, const random_run_opti
     sweep.crashes += result.crashes;
     sweep.operations += result.operations;
     sweep.unknown_outcomes += result.unknown_outcomes;
+    sweep.removals += result.removals;
+    sweep.changes_ok += result.changes_ok;
     sweep.disk.add(result.disk);
     if (!result.passed) {
       std::cout << result.report << std::endl;

@@ -194,6 +194,18 @@ class cluster {
   /// Asks `node` to add `joining` to the cluster; returns the position in `joins()`.
   size_t join(size_t node, size_t joining);
   const std::vector<proposal_record>& joins() const { return joins_; }
+  /// Asks `node` to remove `target` (force: even if no quorum would be left reachable), or to
+  /// hand leadership to `target` (none: the most up to date voter); recorded in `joins()` too.
+  size_t remove(size_t node, size_t target, bool force);
+  size_t transfer(size_t node, std::optional<size_t> target);
+  /// Whether `node` is a voter or learner of the live leader's configuration (every node if no
+  /// leader is known): removed and never-joined nodes need not converge.
+  bool member_of_leader_configuration(size_t node);
+  /// A node started alone that has not joined the main cluster yet (clients leave it alone: it
+  /// would acknowledge writes of its own cluster).
+  bool is_lone(size_t index);
+  /// `node`, or the next node after it that is not lone.
+  size_t skip_lone(size_t node);
 
   // -- inspection ------------------------------------------------------------------------------
 
@@ -245,6 +257,10 @@ class cluster {
     recovered_state durable;
     /// Media corruption was injected since the node last started.
     bool rotten = false;
+    /// A node started alone that accepted a join (dropped its lone state): a restart must not
+    /// bootstrap it as a one-node cluster again (a real node keeps its bootstrap membership in
+    /// its log, which the join discards).
+    bool left_lone = false;
     /// Bumped at every crash; fences off the storage actors of earlier lives.
     uint64_t disk_epoch = 0;
     raft_node_actor raft;
@@ -256,6 +272,8 @@ class cluster {
               caf::actor_cast<caf::actor>(storage), caf::actor_cast<caf::actor>(snapshots)};
     }
     bool alive = false;
+    /// Why this life's Raft actor stopped by itself (empty while it runs or was crashed).
+    std::string died;
     /// Simulated time until which no sync of this node's disk completes.
     caf::timespan disk_stalled_until{0};
     uint64_t incarnation = 0;
@@ -283,9 +301,6 @@ class cluster {
                                 const std::vector<std::pair<uint64_t, uint64_t>>& volatile_log);
   bool has_unsynced_state(size_t index);
   file_storage_options storage_options() const;
-  /// A node started alone that has not joined the main cluster yet.
-  bool is_lone(size_t index);
-
   void spawn_node(size_t index);
   void stop_all();
   void check();
@@ -354,11 +369,18 @@ struct random_run_result {
   uint64_t crashes = 0;
   uint64_t operations = 0;
   uint64_t unknown_outcomes = 0;
+  uint64_t removals = 0;
+  /// Membership changes that took effect (ok), and the configuration in effect at the end.
+  uint64_t changes_ok = 0;
+  std::string final_configuration;
 };
 
 struct random_run_options {
   /// Run clients that record a history and check it for linearizability.
   bool check_linearizability = false;
+  /// Interleave joins (two extra nodes start alone), removals (the leader included; sometimes
+  /// forced) and leadership transfers with the faults.
+  bool membership_changes = false;
 #ifdef INFINITYSTORE_TESTING
   raft_config::mutation broken = raft_config::mutation::none;
 #endif
@@ -375,6 +397,8 @@ struct seed_sweep {
   uint64_t crashes = 0;
   uint64_t operations = 0;
   uint64_t unknown_outcomes = 0;
+  uint64_t removals = 0;
+  uint64_t changes_ok = 0;
   double seconds = 0;
 };
 

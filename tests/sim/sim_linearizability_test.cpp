@@ -58,3 +58,17 @@ BOOST_AUTO_TEST_CASE(checker_catches_stale_follower_reads) {
   expect_stale_reads_caught(raft_config::mutation::stale_follower_reads,
                             "followers read their own state");
 }
+
+// The same with joins, removals (the leader included) and leadership transfers interleaved:
+// histories stay linearizable across configurations (final reads go through the members only).
+BOOST_AUTO_TEST_CASE(client_histories_stay_linearizable_across_membership_changes) {
+  auto seeds = seeds_from_environment(100);
+  random_run_options options;
+  options.check_linearizability = true;
+  options.membership_changes = true;
+  auto sweep = sweep_seeds(seeds, options);
+  BOOST_TEST(sweep.failures == 0u, sweep.failures << " seeds failed (replay with SIM_SEED=...)");
+  std::cout << "linearizability simulation with membership changes: " << seeds.size() << " seeds, "
+            << sweep.failures << " failed, " << sweep.operations << " client operations, "
+            << sweep.changes_ok << " membership changes ok, " << sweep.seconds << " s" << std::endl;
+}

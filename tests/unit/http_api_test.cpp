@@ -408,6 +408,30 @@ BOOST_AUTO_TEST_CASE(read_status_mapping) {
   BOOST_TEST(found.body == R"({"key":"k","value":"v"})");
 }
 
+// A removed node answers every read, write and admin request alike: 409, reason "removed" (409:
+// retrying on this node never helps, unlike the 503s that mean "retry shortly").
+BOOST_AUTO_TEST_CASE(removed_node_answers_409_everywhere) {
+  auto removed = make_reply(reply_status::removed, 0, 4, "");
+  removed.reason = "this node was removed from the cluster (configuration at index 9)";
+  write_request set;
+  set.command.key = "k";
+  std::vector<api_response> responses{
+      write_response(set, removed),
+      read_barrier_response(removed),
+      join_result_response(join_request{"n4", "127.0.0.1:8030"}, removed),
+      remove_result_response(remove_request{"n2", false}, removed),
+      transfer_result_response(transfer_request{"n2"}, removed),
+      removed_response(removed.reason),
+  };
+  for (const auto& response : responses) {
+    BOOST_TEST(response.status == 409u);
+    BOOST_TEST(!response.header("Retry-After"));
+    auto body = body_of(response);
+    BOOST_TEST(body["reason"].as_string() == "removed");
+    BOOST_TEST(body["error"].as_string().find("index 9") != std::string::npos);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(control_characters_are_escaped) {
   auto response = get_response("k", true, std::string("\x01\t\"\\</", 6));
   auto parsed = body_of(response);
