@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     break;
   }
   const node_options opts = parsed.options;
-  logger log{opts.level};
+  logger log{opts.level, opts.format, opts.node_id};
 
   // Blocked before any thread exists, so every thread inherits the mask and the signals wait
   // for sigwait below instead of killing the process mid-write.

@@ -244,6 +244,8 @@ raft_status raft_core::status() const {
   result.commit_index = commit_index_;
   result.applied_index = applied_index_;
   result.last_log_index = log_.last_index();
+  result.leader_commit =
+      std::max(commit_index_, std::holds_alternative<leader_role>(role_) ? 0 : leader_commit_hint_);
   for (const auto& [member, address] : members_)
     result.members.push_back(member);
   if (!leader_id_.empty()) {

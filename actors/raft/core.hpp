@@ -297,6 +297,8 @@ class raft_core {
   std::string leader_id_;
   /// The leader's HTTP address as it advertised it (followers) or ours (leader).
   std::string leader_http_;
+  /// The highest commit index a leader reported (append_entries::commit_hint); status only.
+  uint64_t leader_commit_hint_ = 0;
   uint64_t commit_index_ = 0;
   /// Entries handed to the state machine, and entries it reported applied.
   uint64_t apply_sent_index_ = 0;
