@@ -120,13 +120,16 @@ function render(self, lead) {
     let role = id === leader ? "leader" : learners.has(id) ? "learner" : "follower";
     if (id === self.id) role = self.role === "follower" && learners.has(id) ? "learner" : self.role;
     const p = progress.get(id);
-    const known = id === self.id || id === leader || p;
     const up = id === self.id || id === leader || (p && p.connected);
+    // A member the leader cannot reach: its role is whatever it last was, which we cannot know.
+    if (p && !p.connected) role = "unreachable";
+    const known = (id === self.id || id === leader || p) && role !== "unreachable";
     const card = el("div", "member" + (role === "leader" ? " leader" : "") + (up ? "" : " down"));
     card.dataset.member = id;
-    card.dataset.role = known ? role : "unknown";
+    card.dataset.role = known || role === "unreachable" ? role : "unknown";
     const h = el("h2", "", id);
-    h.append(el("span", "badge " + (known ? role : "unknown"), known ? role : "?"));
+    h.append(el("span", "badge " + (known ? role : "unknown"),
+                known ? role : role === "unreachable" ? "unreachable" : "?"));
     card.append(h);
     const dl = el("dl");
     const row = (k, v, cls) => { dl.append(el("dt", "", k), el("dd", cls || "", String(v))); };
@@ -136,7 +139,7 @@ function render(self, lead) {
     else if (p) row("match", p.match_index);
     const lag = id === leader ? 0 : p ? p.lag
               : id === self.id ? Math.max(0, (self.leader_commit_index || 0) - self.applied_index) : null;
-    if (lag !== null) row("lag", lag, lag > 100 ? "bad" : "ok");
+    if (lag !== null) row("lag", lag, !up ? "dim" : lag > 100 ? "bad" : "ok");
     if (id === self.id) row("connection", "this node", "ok");
     else if (id === leader) row("connection", "leader", "ok");
     else if (p) row("connection", p.connected ? "up, " + p.last_contact_ms + " ms ago" : "down",
@@ -201,7 +204,8 @@ async function metrics(host) {
     rates.push(rate); if (rates.length > 120) rates.shift();
     const max = Math.max(1, ...rates);
     $("sparkline").setAttribute("points",
-      rates.map((v, i) => (i * 120 / 119).toFixed(1) + "," + (39 - 38 * v / max).toFixed(1)).join(" "));
+      rates.map((v, i) => (i * 120 / Math.max(1, rates.length - 1)).toFixed(1) + "," +
+                          (39 - 38 * v / max).toFixed(1)).join(" "));
   }
   lastMetrics = now;
   const lc = metric(text, "infinity_raft_leader_changes_total");
