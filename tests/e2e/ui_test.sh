@@ -13,10 +13,16 @@ OUT=${2:?usage: ui_test.sh path/to/infinitystore OUTPUT_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 [ -x "$BIN" ] || { echo "not executable: $BIN" >&2; exit 2; }
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$CHROMIUM" ]; then
-  echo "SKIPPED: chromium is not installed (bash scripts/install-deps.sh installs it)"
+# skip WHY: tells ctest this test did not run, and why (ctest prints $INFINITY_SKIP_REASON_FILE).
+skip() {
+  echo "SKIPPED: $*"
+  if [ -n "${INFINITY_SKIP_REASON_FILE:-}" ]; then
+    mkdir -p "$(dirname "$INFINITY_SKIP_REASON_FILE")" && echo "$*" >"$INFINITY_SKIP_REASON_FILE"
+  fi
   exit 0
-fi
+}
+[ -n "$CHROMIUM" ] || skip "chromium is not installed (bash scripts/install-deps.sh installs it)"
+command -v python3 >/dev/null || skip "python3 is not installed (bash scripts/install-deps.sh installs it)"
 TMP=$(mktemp -d /tmp/infinitystore-ui.XXXXXX)
 cp "$BIN" "$TMP/infinitystore" || { echo "cannot copy $BIN" >&2; rm -rf "$TMP"; exit 2; }
 BIN="$TMP/infinitystore"
