@@ -446,6 +446,15 @@ struct raft_status {
   /// Local write proposals answered: committed and applied, or anything else.
   uint64_t proposals_committed = 0;
   uint64_t proposals_failed = 0;
+  /// Entries in this node's log (after compaction).
+  uint64_t log_entries = 0;
+  // Counters of the Raft core since it started (leader work; 0 on a node that never led).
+  /// Appends carrying entries sent to followers, and the entries they carried (batch size).
+  uint64_t appends_sent = 0;
+  uint64_t entries_sent = 0;
+  /// ReadIndex heartbeat rounds, and the reads they confirmed (reads per round).
+  uint64_t read_rounds = 0;
+  uint64_t reads_served = 0;
 };
 
 } // namespace infinity

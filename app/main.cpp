@@ -48,7 +48,11 @@ int main(int argc, char** argv) {
   node_runtime node{opts, log};
   node.on_fatal = [] { ::kill(::getpid(), SIGTERM); };
   if (auto error = node.start(); !error.empty()) {
-    std::fprintf(stderr, "infinitystore: %s\n", error.c_str());
+    // JSON logs stay one object per line even for the reason a node could not start.
+    if (opts.format == log_format::json)
+      log.write(log_level::error, "cannot start: " + error);
+    else
+      std::fprintf(stderr, "infinitystore: %s\n", error.c_str());
     return 1;
   }
 

@@ -326,6 +326,21 @@ std::string render_metrics(const raft_status& status, const node_metrics* counte
   w.family("infinity_raft_leader_commit_index", "gauge",
            "The leader's commit index as last reported to this node (its own on the leader).");
   w.sample("infinity_raft_leader_commit_index", {}, d(status.leader_commit));
+  w.family("infinity_raft_log_entries", "gauge", "Entries in this node's log (after compaction).");
+  w.sample("infinity_raft_log_entries", {}, d(status.log_entries));
+  w.family("infinity_raft_appends_sent_total", "counter",
+           "Leader: appends carrying entries sent to followers (heartbeats not counted).");
+  w.sample("infinity_raft_appends_sent_total", {}, d(status.appends_sent));
+  w.family("infinity_raft_append_entries_sent_total", "counter",
+           "Leader: entries those appends carried; divided by appends, the mean batch size.");
+  w.sample("infinity_raft_append_entries_sent_total", {}, d(status.entries_sent));
+  w.family("infinity_raft_read_index_rounds_total", "counter",
+           "Leader: heartbeat rounds that confirmed leadership for linearizable reads.");
+  w.sample("infinity_raft_read_index_rounds_total", {}, d(status.read_rounds));
+  w.family(
+      "infinity_raft_read_index_reads_total", "counter",
+      "Leader: linearizable reads those rounds confirmed; divided by rounds, reads per round.");
+  w.sample("infinity_raft_read_index_reads_total", {}, d(status.reads_served));
   w.family("infinity_raft_members", "gauge", "Members of the configuration in effect, by kind.");
   w.sample("infinity_raft_members", {{"kind", "voter"}}, d(status.members.size()));
   w.sample("infinity_raft_members", {{"kind", "learner"}}, d(status.learners.size()));

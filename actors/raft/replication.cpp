@@ -183,6 +183,10 @@ void raft_core::send_append(leader_role& leader, const std::string& peer, bool h
   if (progress.state() == follower_progress::mode::replicate && request.entries.empty())
     return; // nothing new; heartbeats carry the commit index
   progress.sent(last_sent);
+  if (!request.entries.empty()) {
+    ++counters_.appends_sent;
+    counters_.entries_sent += request.entries.size();
+  }
   send(peer, std::move(request));
 }
 
@@ -210,6 +214,7 @@ void raft_core::send_heartbeats(leader_role& leader) {
   if (leader.read_round_requested) {
     leader.read_round_requested = false;
     ++leader.round;
+    ++counters_.read_rounds;
   }
   broadcast_appends(leader, true);
 }

@@ -222,6 +222,29 @@ for series in infinity_raft_term infinity_raft_commit_index process_resident_mem
 done
 peers=$(grep -c '^infinity_raft_peer_lag_entries{' "$TMP/$LEADER.metrics")
 [ "$peers" = 2 ] && pass "leader $LEADER exports lag for its 2 followers" || fail "leader's per-peer lag series: $peers"
+# Linearizable reads on the leader go through ReadIndex rounds; writes through appends.
+lauth=()
+[ "$LEADER" = n3 ] && lauth=(-H "Authorization: Bearer client-token-0123456789abcdef")
+for i in $(seq 1 10); do
+  req "$LEADER" GET "/get?key=k$i" "${lauth[@]}"
+  [ "$STATUS" = 200 ] || fail "linearizable read of k$i on $LEADER: $STATUS $BODY"
+done
+req "$LEADER" GET /metrics "${lauth[@]}"
+reads=$(awk '$1 == "infinity_raft_read_index_reads_total" { print $2 }' <<<"$BODY")
+rounds=$(awk '$1 == "infinity_raft_read_index_rounds_total" { print $2 }' <<<"$BODY")
+appends=$(awk '$1 == "infinity_raft_appends_sent_total" { print $2 }' <<<"$BODY")
+entries=$(awk '$1 == "infinity_raft_append_entries_sent_total" { print $2 }' <<<"$BODY")
+if [ "${reads:-0}" -ge 10 ] && [ "${rounds:-0}" -ge 1 ] && [ "${rounds:-0}" -le "${reads:-0}" ]; then
+  pass "leader counted $reads ReadIndex reads in $rounds rounds"
+else
+  fail "leader ReadIndex counters: reads '$reads', rounds '$rounds'"
+fi
+# Each of the 20 writes (and the no-op) reached both followers, in batches of one or more.
+if [ "${entries:-0}" -ge 42 ] && [ "${appends:-0}" -ge 1 ] && [ "${appends:-0}" -le "${entries:-0}" ]; then
+  pass "leader sent $entries entries in $appends appends"
+else
+  fail "leader append counters: appends '$appends', entries '$entries'"
+fi
 before=$(metric n1 'infinity_http_requests_total{route="/set",code="200"}')
 sleep 0.2
 after=$(metric n1 'infinity_http_requests_total{route="/set",code="200"}')

@@ -135,6 +135,11 @@ BOOST_AUTO_TEST_CASE(node_series_carry_status_counters_and_process_facts) {
   status.leader_changes = 3;
   status.proposals_committed = 25;
   status.proposals_failed = 2;
+  status.log_entries = 41;
+  status.appends_sent = 10;
+  status.entries_sent = 35;
+  status.read_rounds = 4;
+  status.reads_served = 12;
   member_progress p2;
   p2.id = "n2";
   p2.match_index = 41;
@@ -171,6 +176,11 @@ BOOST_AUTO_TEST_CASE(node_series_carry_status_counters_and_process_facts) {
   BOOST_TEST(samples.at("infinity_raft_last_log_index") == "41");
   BOOST_TEST(samples.at("infinity_raft_proposals_committed_total") == "25");
   BOOST_TEST(samples.at("infinity_raft_proposals_failed_total") == "2");
+  BOOST_TEST(samples.at("infinity_raft_log_entries") == "41");
+  BOOST_TEST(samples.at("infinity_raft_appends_sent_total") == "10");
+  BOOST_TEST(samples.at("infinity_raft_append_entries_sent_total") == "35");
+  BOOST_TEST(samples.at("infinity_raft_read_index_rounds_total") == "4");
+  BOOST_TEST(samples.at("infinity_raft_read_index_reads_total") == "12");
   BOOST_TEST(samples.at(R"(infinity_raft_peer_match_index{peer="n3"})") == "30");
   BOOST_TEST(samples.at(R"(infinity_raft_peer_lag_entries{peer="n3"})") == "11");
   BOOST_TEST(samples.at(R"(infinity_raft_peer_connected{peer="n2"})") == "1");

@@ -113,6 +113,8 @@ BOOST_AUTO_TEST_CASE(help_and_version) {
                            "--join",
                            "--initial-cluster",
                            "--log-level",
+                           "--log-format",
+                           "--ready-max-lag",
                            "--max-body-bytes",
                            "--version",
                            "--http-max-connections",
