@@ -15,10 +15,21 @@ namespace infinity::metrics {
 
 // -- recording ------------------------------------------------------------------------------------
 
+namespace {
+
+/// The bounds in whole nanoseconds, so recording compares integers.
+constexpr auto bounds_ns = [] {
+  std::array<uint64_t, latency_histogram::bounds.size()> out{};
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<uint64_t>(latency_histogram::bounds[i] * 1e9 + 0.5);
+  return out;
+}();
+
+} // namespace
+
 void latency_histogram::observe_ns(uint64_t nanoseconds) noexcept {
-  double seconds = static_cast<double>(nanoseconds) / 1e9;
   std::size_t i = 0;
-  while (i < bounds.size() && seconds > bounds[i])
+  while (i < bounds_ns.size() && nanoseconds > bounds_ns[i])
     ++i;
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   sum_ns_.fetch_add(nanoseconds, std::memory_order_relaxed);
