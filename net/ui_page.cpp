@@ -59,7 +59,7 @@ svg{width:100%;height:40px}
 </header>
 <main>
 <div id="members"></div>
-<section><h3>Requests on this node</h3>
+<section><h3>Client requests on this node</h3>
 <div id="stats"><span><b id="rate">–</b> req/s</span><span><b id="latency">–</b> ms avg</span>
 <span><b id="leaderchanges">–</b> leader changes seen</span><span><b id="fds">–</b> open fds</span>
 <span><b id="rss">–</b> MiB resident</span></div>
@@ -178,10 +178,11 @@ function render(self, lead) {
   last = picture;
 }
 
-function metric(text, name) {
+// The sum of a series' samples; `skip` leaves out lines it matches.
+function metric(text, name, skip) {
   let sum = 0, seen = false;
   for (const line of text.split("\n"))
-    if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
+    if ((line.startsWith(name + " ") || line.startsWith(name + "{")) && !(skip && skip.test(line))) {
       sum += parseFloat(line.slice(line.lastIndexOf(" ") + 1)); seen = true;
     }
   return seen ? sum : null;
@@ -193,9 +194,11 @@ async function metrics(host) {
                          signal: AbortSignal.timeout(1500)});
   if (!r.ok) return;
   const text = await r.text();
-  const now = {t: performance.now(), n: metric(text, "infinity_http_requests_total") || 0,
-               s: metric(text, "infinity_http_request_duration_seconds_sum") || 0,
-               c: metric(text, "infinity_http_request_duration_seconds_count") || 0};
+  // Client traffic only: this page's own polls and probes would otherwise dominate an idle node.
+  const own = /route="\/(status|metrics|ui|health|ready)"/;
+  const now = {t: performance.now(), n: metric(text, "infinity_http_requests_total", own) || 0,
+               s: metric(text, "infinity_http_request_duration_seconds_sum", own) || 0,
+               c: metric(text, "infinity_http_request_duration_seconds_count", own) || 0};
   if (lastMetrics && now.n >= lastMetrics.n) {
     const dt = (now.t - lastMetrics.t) / 1000, dn = now.c - lastMetrics.c;
     const rate = (now.n - lastMetrics.n) / dt;
