@@ -6,7 +6,6 @@
 #include <random>
 #include <thread>
 
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <caf/all.hpp>
@@ -44,30 +43,6 @@ std::string advertised_http_address(const node_options& opts, uint16_t port) {
   if (host.find(':') != std::string::npos)
     host = "[" + host + "]";
   return host + ":" + std::to_string(port);
-}
-
-/// Why storage cannot take writes now (empty: it can): a read-only or full file system, or a
-/// sync that has not returned for `stall`. One statvfs per call, cheap enough for a probe.
-std::string storage_problem(const std::string& directory, const metrics::node_metrics& counters,
-                            std::chrono::seconds stall) {
-  auto started = counters.sync_started_ns.load(std::memory_order_relaxed);
-  if (started != 0) {
-    auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch())
-                   .count();
-    if (now - started > std::chrono::nanoseconds(stall).count())
-      return "a sync of " + directory + " has not returned for " +
-             std::to_string((now - started) / 1000000000) + " s";
-  }
-  struct statvfs fs {};
-  if (::statvfs(directory.c_str(), &fs) != 0)
-    return "cannot stat " + directory;
-  if ((fs.f_flag & ST_RDONLY) != 0)
-    return directory + " is on a read-only file system";
-  // Below 1 MiB a segment or hard_state replacement is about to fail.
-  if (static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < (uint64_t{1} << 20))
-    return directory + " has less than 1 MiB free";
-  return {};
 }
 
 /// Removes what a bootstrap wrote into a directory that was empty, so a failed start leaves
@@ -190,7 +165,7 @@ std::string node_runtime::start() {
   http_opts.metrics = d.counters;
   http_opts.readiness.max_lag = opts.ready_max_lag;
   http_opts.storage_check = [counters = d.counters, dir = opts.data_dir] {
-    return storage_problem(dir, *counters, std::chrono::seconds(5));
+    return metrics::storage_problem(dir, *counters, std::chrono::seconds(5));
   };
   http_opts.log = [&d](const std::string& line) { d.info(line); };
   if (d.log.enabled(log_level::debug))

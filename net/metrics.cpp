@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace infinity::metrics {
@@ -93,6 +94,32 @@ void node_metrics::record_request(route r, unsigned status, uint64_t nanoseconds
   auto code = std::find(tracked_codes.begin(), tracked_codes.end(), status) - tracked_codes.begin();
   requests[index][static_cast<std::size_t>(code)].fetch_add(1, std::memory_order_relaxed);
   request_seconds[index].observe_ns(nanoseconds);
+}
+
+int64_t steady_now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string storage_problem(const std::string& directory, const node_metrics& counters,
+                            std::chrono::nanoseconds stall) {
+  auto started = counters.sync_started_ns.load(std::memory_order_relaxed);
+  if (started != 0) {
+    auto waited = steady_now_ns() - started;
+    if (waited > stall.count())
+      return "a sync in " + directory + " has not returned for " +
+             std::to_string(waited / 1000000000) + " s";
+  }
+  struct statvfs fs {};
+  if (::statvfs(directory.c_str(), &fs) != 0)
+    return "cannot stat " + directory;
+  if ((fs.f_flag & ST_RDONLY) != 0)
+    return directory + " is on a read-only file system";
+  // Below 1 MiB the next segment or hard_state replacement is about to fail.
+  if (static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < (uint64_t{1} << 20))
+    return directory + " has less than 1 MiB free";
+  return {};
 }
 
 process_facts read_process_facts() {

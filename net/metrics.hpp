@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -95,6 +96,15 @@ struct node_metrics {
   /// Steady-clock nanoseconds when the sync in progress began; 0 when none is.
   std::atomic<int64_t> sync_started_ns{0};
 };
+
+/// Why storage cannot take writes now (empty: it can): a read-only or nearly full (< 1 MiB) file
+/// system under `directory`, or a sync that began more than `stall` ago and has not returned
+/// (`counters.sync_started_ns`). One statvfs per call: cheap enough for a readiness probe.
+std::string storage_problem(const std::string& directory, const node_metrics& counters,
+                            std::chrono::nanoseconds stall);
+
+/// Steady-clock time in nanoseconds, the clock of `sync_started_ns`.
+int64_t steady_now_ns() noexcept;
 
 /// Facts about this process read from /proc/self and getrusage; a missing one is -1.
 struct process_facts {

@@ -58,15 +58,10 @@ void timed_sync(storage_state& st) {
     st.backend->sync();
     return;
   }
-  auto now_ns = [] {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  };
-  auto start = now_ns();
+  auto start = metrics::steady_now_ns();
   st.metrics->sync_started_ns.store(start, std::memory_order_relaxed);
   st.backend->sync();
-  auto end = now_ns();
+  auto end = metrics::steady_now_ns();
   st.metrics->sync_started_ns.store(0, std::memory_order_relaxed);
   st.metrics->fsync_seconds.observe_ns(static_cast<uint64_t>(end - start));
 }

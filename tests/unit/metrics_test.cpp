@@ -4,9 +4,12 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <sstream>
+
+#include <sys/statvfs.h>
 
 #include "net/metrics.hpp"
 
@@ -217,4 +220,24 @@ BOOST_AUTO_TEST_CASE(process_facts_come_from_proc) {
   BOOST_TEST(facts.cpu_seconds >= 0);
   BOOST_TEST(facts.start_time_seconds > 1.6e9); // after 2020
   BOOST_TEST(facts.max_fds >= facts.open_fds);
+}
+
+BOOST_AUTO_TEST_CASE(storage_problems_are_named) {
+  node_metrics counters;
+  auto dir = std::filesystem::temp_directory_path().string();
+  BOOST_TEST(storage_problem(dir, counters, std::chrono::seconds(5)) == "");
+  auto missing = storage_problem("/nonexistent/infinitystore", counters, std::chrono::seconds(5));
+  BOOST_TEST(missing.find("cannot stat /nonexistent/infinitystore") == 0u, missing);
+  // A sync in progress for a short while is normal; one that has hung is a problem.
+  counters.sync_started_ns = steady_now_ns() - 1'000'000'000;
+  BOOST_TEST(storage_problem(dir, counters, std::chrono::seconds(5)) == "");
+  counters.sync_started_ns = steady_now_ns() - 7'000'000'000;
+  auto stalled = storage_problem(dir, counters, std::chrono::seconds(5));
+  BOOST_TEST(stalled.find("has not returned for 7 s") != std::string::npos, stalled);
+  counters.sync_started_ns = 0;
+  // A read-only file system, where this machine has one (containers often mount /sys so).
+  struct statvfs fs {};
+  if (::statvfs("/sys", &fs) == 0 && (fs.f_flag & ST_RDONLY) != 0)
+    BOOST_TEST(storage_problem("/sys", counters, std::chrono::seconds(5)).find("read-only") !=
+               std::string::npos);
 }
