@@ -216,6 +216,45 @@ void handle_members(session_actor* self, uint64_t position) {
           });
 }
 
+/// /health, /ready and /metrics: one status query each, answered in arrival order like the rest.
+template <class OnStatus, class OnError>
+void with_status(session_actor* self, uint64_t position, caf::timespan timeout, OnStatus on_status,
+                 OnError on_error) {
+  self->request(self->state.config.raft, timeout, status_atom::value)
+      .then([=](const raft_status& status) { complete(self, position, on_status(status)); },
+            [=](const caf::error& error) {
+              complete(self, position, on_error(describe(self, error, timeout)));
+            });
+}
+
+void handle_probe(session_actor* self, uint64_t position, const http::api_request& req) {
+  const auto& cfg = self->state.config;
+  if (std::holds_alternative<http::health_request>(req.body)) {
+    with_status(
+        self, position, cfg.probe_timeout,
+        [](const raft_status& status) { return http::health_response(status); },
+        [](const std::string& why) { return http::health_failed_response(why); });
+  } else if (std::holds_alternative<http::ready_request>(req.body)) {
+    auto limits = cfg.readiness;
+    auto check = cfg.storage_check;
+    with_status(
+        self, position, cfg.probe_timeout,
+        [limits, check](const raft_status& status) {
+          return http::ready_response(status, limits, check ? check() : std::string{});
+        },
+        [](const std::string& why) { return http::ready_failed_response(why); });
+  } else {
+    auto counters = cfg.metrics;
+    with_status(
+        self, position, cfg.status_timeout,
+        [counters](const raft_status& status) {
+          return http::metrics_text_response(
+              metrics::render_metrics(status, counters.get(), metrics::read_process_facts()));
+        },
+        [](const std::string& why) { return http::status_failed_response(why); });
+  }
+}
+
 void dispatch(session_actor* self, uint64_t position, const http::api_request& req) {
   if (is_write(req))
     handle_write(self, position, req);
@@ -275,6 +314,12 @@ caf::behavior session_impl(session_actor* self, http_session_config config, resp
           handle_transfer(self, position, *transfer);
         } else if (std::holds_alternative<http::members_request>(req.body)) {
           handle_members(self, position);
+        } else if (std::holds_alternative<http::ui_request>(req.body)) {
+          complete(self, position, http::ui_response());
+        } else if (std::holds_alternative<http::health_request>(req.body) ||
+                   std::holds_alternative<http::ready_request>(req.body) ||
+                   std::holds_alternative<http::metrics_request>(req.body)) {
+          handle_probe(self, position, req);
         } else if (st.waiting.empty() && may_start(st, req)) {
           start(self, position, req);
         } else {

@@ -27,6 +27,7 @@
 
 #include "actors/protocols.hpp"
 #include "net/http_api.hpp"
+#include "net/metrics.hpp"
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(infinity::http::parsed_request)
 
@@ -45,6 +46,13 @@ struct http_session_config {
   caf::timespan read_timeout = std::chrono::seconds(5);
   /// For the status query of a request with `redirect=true` (the leader's advertised address).
   caf::timespan status_timeout = std::chrono::seconds(2);
+  /// /health and /ready: a probe that waits longer than this is better answered 503.
+  caf::timespan probe_timeout = std::chrono::seconds(1);
+  http::readiness_limits readiness;
+  /// Empty when the data directory is writable, else why not (called per /ready; cheap).
+  std::function<std::string()> storage_check;
+  /// The node's counters for /metrics (may be null: Raft and process series only).
+  std::shared_ptr<const metrics::node_metrics> metrics;
 };
 
 /// Called on a CAF worker thread; must not block (post to the connection's executor).

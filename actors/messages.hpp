@@ -86,7 +86,7 @@ typename Inspector::result_type inspect(Inspector& f, vote_reply& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, append_entries& x) {
   return f(caf::meta::type_name("append_entries"), x.from, x.cluster_id, x.term, x.prev_log_index,
-           x.prev_log_term, x.entries, x.leader_commit, x.round, x.leader_http);
+           x.prev_log_term, x.entries, x.leader_commit, x.round, x.leader_http, x.commit_hint);
 }
 
 template <class Inspector>

@@ -127,6 +127,9 @@ struct append_entries {
   uint64_t round = 0;
   /// The leader's client (HTTP) address, so followers can redirect clients to it.
   std::string leader_http;
+  /// The leader's own commit index, unclamped: only reported (how far a follower lags, for
+  /// readiness), never used to commit (`leader_commit` is what is safe to commit).
+  uint64_t commit_hint = 0;
 };
 
 struct append_reply {
@@ -437,6 +440,24 @@ struct raft_status {
   uint64_t removed_at_index = 0;
   /// The voter leadership is being handed to, while a transfer is in progress.
   std::string transfer_target;
+  /// The highest commit index a leader told this node about (its own on the leader), so a
+  /// follower can tell how far its applied index lags the cluster's (readiness).
+  uint64_t leader_commit = 0;
+  // Counters since the node process started (filled by the node actor, for metrics).
+  /// Times this node saw the leader change to another known leader (or to itself).
+  uint64_t leader_changes = 0;
+  /// Local write proposals answered: committed and applied, or anything else.
+  uint64_t proposals_committed = 0;
+  uint64_t proposals_failed = 0;
+  /// Entries in this node's log (after compaction).
+  uint64_t log_entries = 0;
+  // Counters of the Raft core since it started (leader work; 0 on a node that never led).
+  /// Appends carrying entries sent to followers, and the entries they carried (batch size).
+  uint64_t appends_sent = 0;
+  uint64_t entries_sent = 0;
+  /// ReadIndex heartbeat rounds, and the reads they confirmed (reads per round).
+  uint64_t read_rounds = 0;
+  uint64_t reads_served = 0;
 };
 
 } // namespace infinity

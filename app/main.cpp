@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     break;
   }
   const node_options opts = parsed.options;
-  logger log{opts.level};
+  logger log{opts.level, opts.format, opts.node_id};
 
   // Blocked before any thread exists, so every thread inherits the mask and the signals wait
   // for sigwait below instead of killing the process mid-write.
@@ -48,7 +48,11 @@ int main(int argc, char** argv) {
   node_runtime node{opts, log};
   node.on_fatal = [] { ::kill(::getpid(), SIGTERM); };
   if (auto error = node.start(); !error.empty()) {
-    std::fprintf(stderr, "infinitystore: %s\n", error.c_str());
+    // JSON logs stay one object per line even for the reason a node could not start.
+    if (opts.format == log_format::json)
+      log.write(log_level::error, "cannot start: " + error);
+    else
+      std::fprintf(stderr, "infinitystore: %s\n", error.c_str());
     return 1;
   }
 

@@ -35,7 +35,12 @@ po::options_description common_options() {
       "initial-cluster", po::value<std::string>(),
       "all members at bootstrap, ID=HOST:PORT,... (Raft addresses, including this node)")(
       "log-level", po::value<std::string>(), "error | warn | info | debug [info]")(
-      "max-body-bytes", po::value<std::string>(), "largest request body accepted [1048576]")(
+      "log-format", po::value<std::string>(),
+      "text | json (one object per line: time, level, node, event) [text]")(
+      "ready-max-lag", po::value<std::string>(),
+      "GET /ready answers 503 while this node's applied index trails the leader's commit "
+      "index by more entries [1000]")("max-body-bytes", po::value<std::string>(),
+                                      "largest request body accepted [1048576]")(
       "request-timeout-ms", po::value<std::string>(),
       "how long a client request may wait for the cluster [5000]")(
       "http-max-connections", po::value<std::string>(),
@@ -222,6 +227,14 @@ std::string apply_options(const po::variables_map& vm, node_options& opts) {
     else
       return "invalid --log-level " + quoted(*v) + ": use error, warn, info or debug";
   }
+  if (auto v = get("log-format")) {
+    if (*v == "text")
+      opts.format = log_format::text;
+    else if (*v == "json")
+      opts.format = log_format::json;
+    else
+      return "invalid --log-format " + quoted(*v) + ": use text or json";
+  }
   if (auto v = get("max-body-bytes")) {
     auto n = parse_unsigned(*v);
     // 1 KiB keeps room for a request with a maximal key; 1 GiB is far past any sane value.
@@ -239,6 +252,7 @@ std::string apply_options(const po::variables_map& vm, node_options& opts) {
   }
   for (auto error : {
            apply_number(vm, "http-max-connections", 1, 1000000, opts.http_max_connections),
+           apply_number(vm, "ready-max-lag", 0, uint64_t{1} << 40, opts.ready_max_lag),
            apply_number(vm, "http-max-queued-response-bytes", 65536, uint64_t{1} << 30,
                         opts.http_max_queued_response_bytes),
            // Beast stores one header field in under 64 KiB; a larger limit would let one

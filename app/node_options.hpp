@@ -15,6 +15,9 @@ namespace infinity {
 
 enum class log_level { error = 0, warn = 1, info = 2, debug = 3 };
 
+/// text: one human-readable line per event; json: one JSON object per line (for Loki, ELK).
+enum class log_format { text, json };
+
 const char* to_string(log_level level);
 
 struct node_options {
@@ -31,6 +34,9 @@ struct node_options {
   /// id -> Raft HOST:PORT, including this node; empty when not given.
   std::map<std::string, std::string> initial_cluster;
   log_level level = log_level::info;
+  log_format format = log_format::text;
+  /// GET /ready fails while the applied index trails the leader's commit by more entries.
+  uint64_t ready_max_lag = 1000;
   std::size_t max_body_bytes = std::size_t{1} << 20;
   /// How long a client request may wait for the Raft node.
   uint32_t request_timeout_ms = 5000;

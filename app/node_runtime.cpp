@@ -20,6 +20,7 @@
 #include "app/join_requester.hpp"
 #include "net/http_api.hpp"
 #include "net/http_server.hpp"
+#include "net/metrics.hpp"
 #include "net/peer_connector.hpp"
 
 namespace infinity {
@@ -72,6 +73,7 @@ struct node_runtime::impl {
   std::unique_ptr<caf::actor_system_config> config;
   std::unique_ptr<caf::actor_system> system;
   std::unique_ptr<http_server> server;
+  std::shared_ptr<metrics::node_metrics> counters = std::make_shared<metrics::node_metrics>();
   raft_node_actor raft;
   kv_actor kv;
   storage_actor storage;
@@ -173,6 +175,11 @@ std::string node_runtime::start() {
   http_opts.tls_key_file = opts.http_tls_key;
   http_opts.tokens = {opts.admin_token, opts.client_token};
   http_opts.client_id_seed = seed;
+  http_opts.metrics = d.counters;
+  http_opts.readiness.max_lag = opts.ready_max_lag;
+  http_opts.storage_check = [counters = d.counters, dir = opts.data_dir] {
+    return metrics::storage_problem(dir, *counters, std::chrono::seconds(5));
+  };
   http_opts.log = [&d](const std::string& line) { d.info(line); };
   if (d.log.enabled(log_level::debug))
     http_opts.debug_log = [&d](const std::string& line) { d.log.write(log_level::debug, line); };
@@ -194,7 +201,7 @@ std::string node_runtime::start() {
       initial_peers.emplace(id, address);
   const bool waiting_to_join = !opts.join.empty() && latest_membership(recovered).empty();
 
-  d.storage = spawn_storage_actor(*d.system, backend, nullptr, /*detached=*/true);
+  d.storage = spawn_storage_actor(*d.system, backend, nullptr, /*detached=*/true, d.counters);
   backend.reset(); // the storage actor owns it now; the directory lock goes with it
   snapshot_actor_options snapshot_opts;
   snapshot_opts.retain = opts.snapshot_retain;

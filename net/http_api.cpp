@@ -209,7 +209,7 @@ parsed_request parse_request(std::string_view method, std::string_view target,
   auto query =
       question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
 
-  enum class endpoint { set, get, join, status, remove, transfer, members };
+  enum class endpoint { set, get, join, status, remove, transfer, members, simple };
   endpoint which;
   std::string_view allowed;
   if (path == "/set") {
@@ -232,6 +232,9 @@ parsed_request parse_request(std::string_view method, std::string_view target,
     allowed = "POST";
   } else if (path == "/members") {
     which = endpoint::members;
+    allowed = "GET";
+  } else if (path == "/health" || path == "/ready" || path == "/metrics" || path == "/ui") {
+    which = endpoint::simple;
     allowed = "GET";
   } else {
     return api_error{404, "no such endpoint: " + quote_input(path), {}};
@@ -312,6 +315,17 @@ parsed_request parse_request(std::string_view method, std::string_view target,
     break;
   case endpoint::members:
     request.body = members_request{};
+    break;
+  case endpoint::simple:
+    // Parameters are ignored (probes and scrapers may add their own, e.g. a cache buster).
+    if (path == "/health")
+      request.body = health_request{};
+    else if (path == "/ready")
+      request.body = ready_request{};
+    else if (path == "/metrics")
+      request.body = metrics_request{};
+    else
+      request.body = ui_request{};
     break;
   case endpoint::remove:
   case endpoint::transfer: {
@@ -487,9 +501,9 @@ bool is_admin_path(std::string_view path) {
   return path == "/join" || path == "/remove" || path == "/transfer-leader";
 }
 
-bool is_public_path(std::string_view) {
-  // Liveness endpoints go here when they exist: probes must not need a secret.
-  return false;
+bool is_public_path(std::string_view path) {
+  // Probes must not need a secret; the page holds no data (what it reads needs the token).
+  return path == "/health" || path == "/ready" || path == "/ui";
 }
 
 bool is_valid_bearer_token(std::string_view token) {
@@ -812,7 +826,105 @@ api_response status_response(const raft_status& status) {
     body["removed_at_index"] = status.removed_at_index;
   if (!status.transfer_target.empty())
     body["transferring_to"] = status.transfer_target;
-  return json_response(200, std::move(body));
+  body["leader_commit_index"] = status.leader_commit;
+  body["leader_changes"] = status.leader_changes;
+  auto response = json_response(200, std::move(body));
+  // Read-only and token-protected when tokens are set: the dashboard served by a follower
+  // reads the leader's view of every member from here.
+  response.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  return response;
+}
+
+api_response health_response(const raft_status& status) {
+  return json_response(200,
+                       json::object{{"status", "ok"},
+                                    {"id", status.id},
+                                    {"role", status.removed ? "removed" : to_string(status.role)}});
+}
+
+api_response health_failed_response(std::string_view reason) {
+  auto response = json_response(
+      503, json::object{{"status", "unavailable"},
+                        {"error", "the Raft node did not answer (" + std::string{reason} + ")"}});
+  response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
+std::vector<std::string> readiness_problems(const raft_status& status,
+                                            const readiness_limits& limits,
+                                            const std::string& storage_problem) {
+  std::vector<std::string> problems;
+  if (status.removed)
+    problems.push_back("this node was removed from the cluster");
+  else if (status.leader_id.empty())
+    problems.push_back("no leader is known");
+  if (status.repair_until_index > 0)
+    problems.push_back("repairing lost log entries up to index " +
+                       std::to_string(status.repair_until_index));
+  auto lag = status.leader_commit > status.applied_index
+                 ? status.leader_commit - status.applied_index
+                 : uint64_t{0};
+  if (lag > limits.max_lag)
+    problems.push_back("applied index " + std::to_string(status.applied_index) + " is " +
+                       std::to_string(lag) + " entries behind the leader's commit index " +
+                       std::to_string(status.leader_commit) + " (more than --ready-max-lag " +
+                       std::to_string(limits.max_lag) + ")");
+  if (!storage_problem.empty())
+    problems.push_back("storage: " + storage_problem);
+  return problems;
+}
+
+api_response ready_response(const raft_status& status, const readiness_limits& limits,
+                            const std::string& storage_problem) {
+  auto problems = readiness_problems(status, limits, storage_problem);
+  json::array reasons;
+  for (auto& problem : problems)
+    reasons.emplace_back(std::move(problem));
+  bool ready = reasons.empty();
+  auto lag = status.leader_commit > status.applied_index
+                 ? status.leader_commit - status.applied_index
+                 : uint64_t{0};
+  auto response = json_response(
+      ready ? 200 : 503, json::object{{"ready", ready},
+                                      {"reasons", std::move(reasons)},
+                                      {"id", status.id},
+                                      {"role", status.removed ? "removed" : to_string(status.role)},
+                                      {"leader", leader_json(status.leader_id)},
+                                      {"applied_index", status.applied_index},
+                                      {"leader_commit_index", status.leader_commit},
+                                      {"lag", lag},
+                                      {"max_lag", limits.max_lag}});
+  if (!ready)
+    response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
+api_response ready_failed_response(std::string_view reason) {
+  auto response =
+      json_response(503, json::object{{"ready", false},
+                                      {"reasons", json::array{"the Raft node did not answer (" +
+                                                              std::string{reason} + ")"}}});
+  response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
+api_response metrics_text_response(std::string text) {
+  api_response response;
+  response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  response.body = std::move(text);
+  return response;
+}
+
+api_response ui_response() {
+  api_response response;
+  response.content_type = "text/html; charset=utf-8";
+  response.body = std::string{ui_page()};
+  // Nothing but this page's own inline code and same-node requests.
+  response.headers.emplace_back("Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; "
+                                "style-src 'unsafe-inline'; img-src data:; connect-src *");
+  response.headers.emplace_back("Cache-Control", "no-cache");
+  return response;
 }
 
 api_response status_failed_response(std::string_view reason) {

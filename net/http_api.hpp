@@ -13,7 +13,17 @@
 //               200 {"key", "value"}; 404 if absent. Default: linearizable (Raft read barrier);
 //               "stale" serves this node's local copy without asking the leader.
 //   POST /join?nodeid=ID&nodeaddr=HOST:PORT    validated here; membership change not implemented.
-//   GET  /status   the Raft node's view of the cluster.
+//   GET  /status   the Raft node's view of the cluster (also sent with
+//                  `Access-Control-Allow-Origin: *` so the dashboard of one node can read the
+//                  leader's).
+//   GET  /health   liveness: 200 {"status": "ok"} while the node's Raft actor answers, else 503.
+//   GET  /ready    readiness: 200 {"ready": true, ...} when a leader is known, this node applied
+//                  within `max_lag` entries of the leader's commit index, and storage is
+//                  writable; else 503 {"ready": false, "reasons": [...]}. Both are public
+//                  (no token) so probes need no secret.
+//   GET  /metrics  Prometheus text format (net/metrics.hpp).
+//   GET  /ui       the live dashboard: one self-contained HTML page (public; it reads /status
+//                  and /metrics, with the token from its URL fragment `#token=...` if needed).
 //   Targets may also come in absolute form (`http://host:port/get?key=K`, RFC 7230 §5.3.2).
 //   Every data endpoint also takes `redirect=true|false|1|0`: with it, a follower that knows the
 //   leader's HTTP address answers 307 instead of 503 (see http_session.hpp).
@@ -83,9 +93,16 @@ struct transfer_request {
 /// GET /members
 struct members_request {};
 
+/// GET /health, /ready, /metrics, /ui
+struct health_request {};
+struct ready_request {};
+struct metrics_request {};
+struct ui_request {};
+
 struct api_request {
   std::variant<write_request, get_request, join_request, status_request, remove_request,
-               transfer_request, members_request>
+               transfer_request, members_request, health_request, ready_request, metrics_request,
+               ui_request>
       body;
   /// The client prefers a 307 to the leader over a 503 (`redirect=true`).
   bool redirect = false;
@@ -106,7 +123,9 @@ using parsed_request = std::variant<api_request, api_error>;
 
 struct api_response {
   unsigned status = 200;
-  /// Besides Content-Type, which is always application/json.
+  /// application/json except for /metrics and /ui.
+  std::string content_type = "application/json";
+  /// Besides Content-Type.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
 
@@ -162,7 +181,8 @@ struct access_tokens {
 /// Endpoints that change the cluster itself: /join, and the reserved /remove and /transfer-leader.
 bool is_admin_path(std::string_view path);
 
-/// Endpoints open whatever tokens are configured (liveness probes; there are none yet).
+/// Endpoints open whatever tokens are configured: the probes (/health, /ready) and the
+/// dashboard page (/ui, static; the data it reads stays protected).
 bool is_public_path(std::string_view path);
 
 /// RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
@@ -234,6 +254,37 @@ api_response get_response(const std::string& key, bool found, const std::string&
 api_response status_response(const raft_status& status);
 
 api_response status_failed_response(std::string_view reason);
+
+/// 200 {"status": "ok", "id", "role"}: the Raft actor answered.
+api_response health_response(const raft_status& status);
+/// 503 {"status": "unavailable", "error"}: it did not.
+api_response health_failed_response(std::string_view reason);
+
+/// What /ready checks besides the Raft status.
+struct readiness_limits {
+  /// Entries this node's applied index may trail the leader's commit index.
+  uint64_t max_lag = 1000;
+};
+
+/// Why this node is not ready (empty: ready). `storage_problem` is empty when storage is
+/// writable, else why not.
+std::vector<std::string> readiness_problems(const raft_status& status,
+                                            const readiness_limits& limits,
+                                            const std::string& storage_problem);
+/// 200 or 503 (with Retry-After) {"ready", "reasons", "id", "role", "leader", "applied_index",
+/// "leader_commit_index", "lag", "max_lag"}.
+api_response ready_response(const raft_status& status, const readiness_limits& limits,
+                            const std::string& storage_problem);
+/// 503 {"ready": false, "reasons": [why]} when the Raft status could not be read.
+api_response ready_failed_response(std::string_view reason);
+
+/// 200 text/plain Prometheus exposition.
+api_response metrics_text_response(std::string text);
+
+/// 200 text/html: the dashboard (net/ui_page.cpp).
+api_response ui_response();
+/// The dashboard's HTML, for tests.
+std::string_view ui_page();
 
 /// 307 to `location`, body {"error", "leader"} for clients that do not follow redirects.
 api_response redirect_response(const std::string& location, const std::string& leader_id);

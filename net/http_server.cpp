@@ -141,11 +141,14 @@ class connection final : public closable, public std::enable_shared_from_this<co
     beast::error_code ec;
     auto peer = lowest().socket().remote_endpoint(ec);
     remote_ = ec ? std::string{"?"} : endpoint_text(peer);
+    if (auto& counters = core_->options.metrics) {
+      counters->connections_accepted.fetch_add(1, std::memory_order_relaxed);
+      counters->open_connections.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   ~connection() override {
-    if (!slot_released_)
-      core_->release_slot(role_);
+    release_slot();
     core_->connection_gone();
   }
 
@@ -204,6 +207,9 @@ class connection final : public closable, public std::enable_shared_from_this<co
     std::string summary;
     /// For a 401: the WWW-Authenticate header.
     std::string www_authenticate;
+    /// For the request metrics: the route, and when the request was complete.
+    metrics::route route = metrics::route::other;
+    clock_type::time_point start = clock_type::now();
   };
 
   struct queued_response {
@@ -248,6 +254,8 @@ class connection final : public closable, public std::enable_shared_from_this<co
       return;
     slot_released_ = true;
     core_->release_slot(role_);
+    if (auto& counters = core_->options.metrics)
+      counters->open_connections.fetch_sub(1, std::memory_order_relaxed);
   }
 
   void end_session() noexcept {
@@ -323,6 +331,9 @@ class connection final : public closable, public std::enable_shared_from_this<co
     config.client_id = client_id_;
     config.write_timeout = opts.write_request_timeout;
     config.read_timeout = opts.read_request_timeout;
+    config.readiness = opts.readiness;
+    config.storage_check = opts.storage_check;
+    config.metrics = opts.metrics;
     // The sink owns the connection until the session actor exits (see notes §5: with only a
     // weak reference the connection would die while the actor works on its request).
     auto self = this->shared_from_this();
@@ -505,8 +516,11 @@ class connection final : public closable, public std::enable_shared_from_this<co
                 std::string{target.substr(0, max_target)} +
                 (target.size() > max_target ? "..." : "");
     }
+    auto target = http::origin_form(to_std(req.target()));
     return request_meta{
-        req.version(), keep_alive, req.method() == bhttp::verb::head, std::move(summary), {}};
+        req.version(),      keep_alive, req.method() == bhttp::verb::head,
+        std::move(summary), {},         metrics::route_of(target.substr(0, target.find('?'))),
+        clock_type::now()};
   }
 
   void on_request() {
@@ -536,6 +550,12 @@ class connection final : public closable, public std::enable_shared_from_this<co
       return;
     auto meta = std::move(pending_.front());
     pending_.pop_front();
+    if (auto& counters = core_->options.metrics)
+      counters->record_request(
+          meta.route, response.status,
+          static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - meta.start)
+                  .count()));
     if (core_->options.debug_log)
       core_->options.debug_log("http: " + remote_ + " " + meta.summary + " -> " +
                                std::to_string(response.status));
@@ -544,7 +564,7 @@ class connection final : public closable, public std::enable_shared_from_this<co
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
         static_cast<bhttp::status>(response.status), meta.version);
     res->set(bhttp::field::server, "infinitystore/" INFINITYSTORE_VERSION);
-    res->set(bhttp::field::content_type, "application/json");
+    res->set(bhttp::field::content_type, response.content_type);
     for (auto& [name, value] : response.headers) {
       // The session builds redirects as http://; a TLS node assumes its peers speak HTTPS too.
       if (tls && name == "Location" && value.rfind("http://", 0) == 0)

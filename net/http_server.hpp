@@ -30,6 +30,7 @@
 #include <caf/fwd.hpp>
 
 #include "net/http_api.hpp"
+#include "net/metrics.hpp"
 
 namespace infinity {
 
@@ -72,6 +73,12 @@ struct http_server_options {
   http::access_tokens tokens;
   /// Source of session client ids; seeded per process by the caller (see http_session.hpp).
   uint64_t client_id_seed = 0;
+  /// Where requests, latencies and connections are counted, and what /metrics reports; may be
+  /// null (nothing counted).
+  std::shared_ptr<metrics::node_metrics> metrics;
+  /// /ready: the lag allowed, and the storage check (see http_session_config).
+  http::readiness_limits readiness;
+  std::function<std::string()> storage_check;
   /// Info-level events (listening, stopped) and warnings; may be empty.
   std::function<void(const std::string&)> log;
   /// One line per response ("http: 127.0.0.1:5555 GET /get?key=a -> 200"), called on I/O

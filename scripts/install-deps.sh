@@ -11,6 +11,8 @@ packages=(
   curl procps clang-format
   python3 openssl # e2e tests (ctl, http limits): JSON checks, TLS, certificates, attack clients
   iproute2 nftables # network namespaces and silent drops for the partition tests
+  prometheus # promtool checks /metrics; the e2e test scrapes a cluster with a real Prometheus
+  chromium # the dashboard test loads /ui in a headless browser
 )
 
 missing=()

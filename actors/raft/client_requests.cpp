@@ -157,6 +157,7 @@ void raft_core::confirm_reads(leader_role& leader) {
     reply.leader_id = config_.id;
     reply.leader_http = config_.http_address;
     answer(read.origin, std::move(reply));
+    ++counters_.reads_served;
   }
   leader.reads.erase(std::remove_if(leader.reads.begin(), leader.reads.end(), ready),
                      leader.reads.end());

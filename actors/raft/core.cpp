@@ -281,6 +281,14 @@ raft_status raft_core::status() const {
   result.commit_index = commit_index_;
   result.applied_index = applied_index_;
   result.last_log_index = log_.last_index();
+  result.leader_commit =
+      std::max(commit_index_, std::holds_alternative<leader_role>(role_) ? 0 : leader_commit_hint_);
+  result.log_entries =
+      log_.last_index() >= log_.first_index() ? log_.last_index() - log_.first_index() + 1 : 0;
+  result.appends_sent = counters_.appends_sent;
+  result.entries_sent = counters_.entries_sent;
+  result.read_rounds = counters_.read_rounds;
+  result.reads_served = counters_.reads_served;
   for (const auto& [member, address] : members_)
     result.members.push_back(member);
   if (!leader_id_.empty()) {

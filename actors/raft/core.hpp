@@ -303,6 +303,15 @@ class raft_core {
   std::string leader_id_;
   /// The leader's HTTP address as it advertised it (followers) or ours (leader).
   std::string leader_http_;
+  /// The highest commit index a leader reported (append_entries::commit_hint); status only.
+  uint64_t leader_commit_hint_ = 0;
+  /// Work counters for status and metrics; they never influence a decision.
+  struct work_counters {
+    uint64_t appends_sent = 0;
+    uint64_t entries_sent = 0;
+    uint64_t read_rounds = 0;
+    uint64_t reads_served = 0;
+  } counters_;
   uint64_t commit_index_ = 0;
   /// Entries handed to the state machine, and entries it reported applied.
   uint64_t apply_sent_index_ = 0;

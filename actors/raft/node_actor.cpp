@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <variant>
 #include <vector>
 
@@ -19,7 +20,14 @@ struct raft_node_state {
   std::vector<raft_effect> unobserved;
   std::map<std::string, raft_peer_actor> peers;
   std::map<uint64_t, caf::typed_response_promise<client_reply>> clients;
+  /// The ids in `clients` that are write proposals (counted by outcome for metrics).
+  std::set<uint64_t> proposals;
   uint64_t next_request_id = 0;
+  // Counters for raft_status (metrics); the core stays free of bookkeeping nobody replays.
+  std::string last_leader;
+  uint64_t leader_changes = 0;
+  uint64_t proposals_committed = 0;
+  uint64_t proposals_failed = 0;
   raft_event_log log;
   std::chrono::milliseconds tick_interval{20};
   static inline const char* name = "raft_node";
@@ -149,6 +157,8 @@ void carry_out(node_pointer self) {
           carry_out(self);
         });
   for (auto& answer : out.answers) {
+    if (st.proposals.erase(answer.request_id) > 0)
+      ++(answer.reply.status == reply_status::ok ? st.proposals_committed : st.proposals_failed);
     auto client = st.clients.find(answer.request_id);
     if (client == st.clients.end())
       continue;
@@ -162,6 +172,10 @@ void carry_out(node_pointer self) {
       st.log(line);
   if (out.flush_requested)
     self->send(self, flush_atom::value);
+  if (const auto& leader = st.core->leader_id(); !leader.empty() && leader != st.last_leader) {
+    st.last_leader = leader;
+    ++st.leader_changes;
+  }
 }
 
 caf::typed_response_promise<client_reply> new_client(node_pointer self, uint64_t& id) {
@@ -223,6 +237,7 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
           return not_from_here();
         uint64_t id = 0;
         auto promise = new_client(self, id);
+        self->state.proposals.insert(id);
         self->state.core->propose(id, std::move(command));
         carry_out(self);
         return promise;
@@ -263,7 +278,14 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
         carry_out(self);
         return promise;
       },
-      [self](status_atom) { return self->state.core->status(); },
+      [self](status_atom) {
+        auto& st = self->state;
+        auto status = st.core->status();
+        status.leader_changes = st.leader_changes;
+        status.proposals_committed = st.proposals_committed;
+        status.proposals_failed = st.proposals_failed;
+        return status;
+      },
       [self](tick_atom) {
         if (!from_this_process(self))
           return;

@@ -69,6 +69,7 @@ void raft_core::handle(append_entries& request) {
   forward_handed_over();
   election_elapsed_ = 0;
   leader_http_ = request.leader_http;
+  leader_commit_hint_ = std::max(leader_commit_hint_, request.commit_hint);
 
   // What we committed is settled (Log Matching): an append that contradicts it comes from a
   // broken or hostile sender, never from the leader of this term.
@@ -151,6 +152,7 @@ void raft_core::send_append(leader_role& leader, const std::string& peer, bool h
   request.term = term_;
   request.round = leader.round;
   request.leader_http = config_.http_address;
+  request.commit_hint = commit_index_;
   if (progress.state() == follower_progress::mode::snapshot ||
       progress.next_index() < log_.first_index()) {
     // What it needs next was compacted away (heartbeats too would name a missing entry).
@@ -181,6 +183,10 @@ void raft_core::send_append(leader_role& leader, const std::string& peer, bool h
   if (progress.state() == follower_progress::mode::replicate && request.entries.empty())
     return; // nothing new; heartbeats carry the commit index
   progress.sent(last_sent);
+  if (!request.entries.empty()) {
+    ++counters_.appends_sent;
+    counters_.entries_sent += request.entries.size();
+  }
   send(peer, std::move(request));
 }
 
@@ -208,6 +214,7 @@ void raft_core::send_heartbeats(leader_role& leader) {
   if (leader.read_round_requested) {
     leader.read_round_requested = false;
     ++leader.round;
+    ++counters_.read_rounds;
   }
   broadcast_appends(leader, true);
 }

@@ -25,6 +25,7 @@ struct storage_state {
   bool idle_timer_armed = false;
   bool periodic_timer_armed = false;
   bool maintenance_queued = false;
+  std::shared_ptr<metrics::node_metrics> metrics;
   static inline const char* name = "storage";
 };
 
@@ -50,6 +51,21 @@ void schedule_maintenance(storage_pointer self) {
   }
 }
 
+/// backend->sync(), timed when metrics are on; while it runs, `sync_started_ns` says since when
+/// (readiness reports a disk that stopped answering).
+void timed_sync(storage_state& st) {
+  if (!st.metrics) {
+    st.backend->sync();
+    return;
+  }
+  auto start = metrics::steady_now_ns();
+  st.metrics->sync_started_ns.store(start, std::memory_order_relaxed);
+  st.backend->sync();
+  auto end = metrics::steady_now_ns();
+  st.metrics->sync_started_ns.store(0, std::memory_order_relaxed);
+  st.metrics->fsync_seconds.observe_ns(static_cast<uint64_t>(end - start));
+}
+
 void maintain_now(storage_pointer self) {
   self->state.backend->maintain(false);
   schedule_maintenance(self);
@@ -57,16 +73,25 @@ void maintain_now(storage_pointer self) {
 
 storage_actor::behavior_type storage_impl(storage_pointer self,
                                           std::shared_ptr<storage_backend> backend,
-                                          sync_delay_fn sync_delay) {
+                                          sync_delay_fn sync_delay,
+                                          std::shared_ptr<metrics::node_metrics> metrics) {
   self->state.backend = std::move(backend);
   self->state.sync_delay = std::move(sync_delay);
+  self->state.metrics = std::move(metrics);
   return {
       [=](persist_request& request) -> caf::result<persisted_atom, uint64_t> {
         auto& st = self->state;
         ++st.requests;
+        if (st.metrics) {
+          uint64_t bytes = 0;
+          for (const auto& entry : request.entries)
+            bytes += entry.data.size();
+          st.metrics->persist_requests.fetch_add(1, std::memory_order_relaxed);
+          st.metrics->entry_bytes_written.fetch_add(bytes, std::memory_order_relaxed);
+        }
         st.backend->write(request);
         if (!st.sync_delay) {
-          st.backend->sync();
+          timed_sync(st);
           schedule_maintenance(self);
           return {persisted_atom::value, request.seq};
         }
@@ -81,7 +106,7 @@ storage_actor::behavior_type storage_impl(storage_pointer self,
       [=](sync_atom) {
         auto& st = self->state;
         st.sync_scheduled = false;
-        st.backend->sync();
+        timed_sync(st);
         auto waiting = std::move(st.waiting);
         st.waiting.clear();
         for (auto& [seq, promise] : waiting)
@@ -110,10 +135,12 @@ storage_actor::behavior_type storage_impl(storage_pointer self,
 
 storage_actor spawn_storage_actor(caf::actor_system& system,
                                   std::shared_ptr<storage_backend> backend,
-                                  sync_delay_fn sync_delay, bool detached) {
+                                  sync_delay_fn sync_delay, bool detached,
+                                  std::shared_ptr<metrics::node_metrics> metrics) {
   if (detached)
-    return system.spawn<caf::detached>(storage_impl, std::move(backend), std::move(sync_delay));
-  return system.spawn(storage_impl, std::move(backend), std::move(sync_delay));
+    return system.spawn<caf::detached>(storage_impl, std::move(backend), std::move(sync_delay),
+                                       std::move(metrics));
+  return system.spawn(storage_impl, std::move(backend), std::move(sync_delay), std::move(metrics));
 }
 
 } // namespace infinity

@@ -15,14 +15,17 @@
 
 #include "actors/protocols.hpp"
 #include "actors/storage/storage_backend.hpp"
+#include "net/metrics.hpp"
 
 namespace infinity {
 
 /// Returns the delay before a write becomes durable; null means "sync at once, inline".
 using sync_delay_fn = std::function<caf::timespan(const persist_request&)>;
 
+/// `metrics` (may be null) gets the sync latencies and bytes handed to storage.
 storage_actor spawn_storage_actor(caf::actor_system& system,
                                   std::shared_ptr<storage_backend> backend,
-                                  sync_delay_fn sync_delay, bool detached);
+                                  sync_delay_fn sync_delay, bool detached,
+                                  std::shared_ptr<metrics::node_metrics> metrics = nullptr);
 
 } // namespace infinity

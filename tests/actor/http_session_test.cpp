@@ -472,3 +472,65 @@ BOOST_AUTO_TEST_CASE(redirect_to_leader_when_asked_and_known) {
   BOOST_TEST(f.responses->at(3).status == 503u);
   BOOST_TEST(f.responses->at(4).status == 503u);
 }
+
+BOOST_AUTO_TEST_CASE(probes_and_metrics_keep_their_place_and_read_the_raft_status) {
+  auto counters = std::make_shared<metrics::node_metrics>();
+  counters->record_request(metrics::route::get, 200, 1'000'000);
+  auto storage = std::make_shared<std::string>();
+  fixture f{[&](http_session_config& c) {
+    c.metrics = counters;
+    c.readiness.max_lag = 5;
+    c.storage_check = [storage] { return *storage; };
+  }};
+  f.book->status.leader_commit = 10;
+  f.book->status.applied_index = 10;
+  f.set("k", "v"); // held: the probes behind it wait for their turn (pipelining order)
+  f.submit("GET", "/health");
+  f.submit("GET", "/ready");
+  f.submit("GET", "/metrics");
+  f.submit("GET", "/ui");
+  BOOST_TEST(f.responses->empty());
+  f.release(0, ok_at(11));
+  BOOST_REQUIRE(f.responses->size() == 5u);
+  BOOST_TEST(f.responses->at(1).status == 200u);
+  BOOST_TEST(f.body(1)["status"].as_string() == "ok");
+  BOOST_TEST(f.responses->at(2).status == 200u);
+  BOOST_TEST(f.body(2)["ready"].as_bool());
+  const auto& text = f.responses->at(3);
+  BOOST_TEST(text.content_type.rfind("text/plain; version=0.0.4", 0) == 0u);
+  BOOST_TEST(text.body.find("infinity_raft_term 4\n") != std::string::npos);
+  BOOST_TEST(text.body.find(R"(infinity_http_requests_total{route="/get",code="200"} 1)") !=
+             std::string::npos);
+  BOOST_TEST(f.responses->at(4).content_type == "text/html; charset=utf-8");
+
+  // Lagging, leaderless and storage problems each make /ready 503 and say so.
+  f.book->status.applied_index = 4;
+  f.book->status.leader_id.clear();
+  *storage = "/data is on a read-only file system";
+  f.submit("GET", "/ready");
+  BOOST_REQUIRE(f.responses->size() == 6u);
+  BOOST_TEST(f.responses->at(5).status == 503u);
+  BOOST_TEST(f.body(5)["reasons"].as_array().size() == 3u);
+  // Liveness does not depend on the cluster.
+  f.submit("GET", "/health");
+  BOOST_TEST(f.responses->at(6).status == 200u);
+}
+
+BOOST_AUTO_TEST_CASE(probes_fail_when_the_raft_node_is_gone) {
+  fixture f;
+  caf::anon_send_exit(f.raft, caf::exit_reason::kill);
+  f.sched.run();
+  f.submit("GET", "/health");
+  f.submit("GET", "/ready");
+  f.submit("GET", "/metrics");
+  while (f.responses->size() < 3 && f.sched.has_pending_timeout()) {
+    f.sched.trigger_timeouts();
+    f.sched.run();
+  }
+  BOOST_REQUIRE(f.responses->size() == 3u);
+  BOOST_TEST(f.responses->at(0).status == 503u);
+  BOOST_TEST(f.body(0)["status"].as_string() == "unavailable");
+  BOOST_TEST(f.responses->at(1).status == 503u);
+  BOOST_TEST(!f.body(1)["ready"].as_bool());
+  BOOST_TEST(f.responses->at(2).status == 503u);
+}

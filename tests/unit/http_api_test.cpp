@@ -584,3 +584,121 @@ BOOST_AUTO_TEST_CASE(server_generated_errors) {
   BOOST_TEST(plain.status == 400u);
   BOOST_TEST(body_of(plain)["error"].as_string().find("HTTPS") != std::string::npos);
 }
+
+// -- probes, metrics and the dashboard ------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(probe_metrics_and_ui_routes_parse) {
+  BOOST_TEST(std::holds_alternative<health_request>(
+      expect_request(parse_request("GET", "/health", "")).body));
+  BOOST_TEST(std::holds_alternative<ready_request>(
+      expect_request(parse_request("GET", "/ready?verbose=1", "")).body));
+  BOOST_TEST(std::holds_alternative<metrics_request>(
+      expect_request(parse_request("GET", "http://h:1/metrics", "")).body));
+  BOOST_TEST(
+      std::holds_alternative<ui_request>(expect_request(parse_request("GET", "/ui", "")).body));
+  auto post = expect_error(parse_request("POST", "/health", ""), 405);
+  BOOST_TEST(post.allow == "GET");
+  expect_error(parse_request("GET", "/metrics/", ""), 404);
+  expect_error(parse_request("GET", "/ready?%zz", ""), 400);
+}
+
+BOOST_AUTO_TEST_CASE(probes_and_page_are_public_data_is_not) {
+  access_tokens tokens{"admin-token-0123456789", "client-token-0123456789"};
+  for (const char* path : {"/health", "/ready", "/ui", "/ready?x=1", "http://h:1/health"})
+    BOOST_TEST(access_status(path, nullptr, tokens) == 200u, path);
+  for (const char* path : {"/metrics", "/status", "/health/", "/uix"})
+    BOOST_TEST(access_status(path, nullptr, tokens) == 401u, path);
+}
+
+namespace {
+
+raft_status healthy_follower() {
+  raft_status status;
+  status.id = "n2";
+  status.role = raft_role::follower;
+  status.term = 3;
+  status.leader_id = "n1";
+  status.commit_index = 90;
+  status.applied_index = 90;
+  status.leader_commit = 100;
+  return status;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(readiness_needs_a_leader_a_small_lag_and_writable_storage) {
+  readiness_limits limits{10};
+  auto status = healthy_follower();
+  BOOST_TEST(readiness_problems(status, limits, "").empty());
+  auto ready = ready_response(status, limits, "");
+  BOOST_TEST(ready.status == 200u);
+  BOOST_TEST(body_of(ready)["ready"].as_bool());
+  BOOST_TEST(body_of(ready)["lag"].as_int64() == 10);
+
+  status.applied_index = 89; // 11 behind, limit 10
+  auto lagging = readiness_problems(status, limits, "");
+  BOOST_REQUIRE(lagging.size() == 1u);
+  BOOST_TEST(lagging[0].find("11 entries behind") != std::string::npos, lagging[0]);
+  status.applied_index = 90;
+
+  status.leader_id.clear();
+  auto leaderless = ready_response(status, limits, "/data is on a read-only file system");
+  BOOST_TEST(leaderless.status == 503u);
+  BOOST_TEST(*leaderless.header("Retry-After") == "1");
+  auto reasons = body_of(leaderless)["reasons"].as_array();
+  BOOST_REQUIRE(reasons.size() == 2u);
+  BOOST_TEST(reasons[0].as_string() == "no leader is known");
+  BOOST_TEST(std::string{reasons[1].as_string()}.find("read-only") != std::string::npos);
+  BOOST_TEST(!body_of(leaderless)["ready"].as_bool());
+
+  status.leader_id = "n1";
+  status.removed = true;
+  BOOST_TEST(readiness_problems(status, limits, "").size() == 1u);
+  status.removed = false;
+  status.repair_until_index = 95;
+  BOOST_TEST(readiness_problems(status, limits, "").size() == 1u);
+
+  // A leader ahead of what followers were told never counts as negative lag.
+  status = healthy_follower();
+  status.leader_commit = 0;
+  BOOST_TEST(readiness_problems(status, readiness_limits{0}, "").empty());
+
+  auto failed = ready_failed_response("no answer within 1000 ms");
+  BOOST_TEST(failed.status == 503u);
+  BOOST_TEST(!body_of(failed)["ready"].as_bool());
+}
+
+BOOST_AUTO_TEST_CASE(health_answers) {
+  auto ok = health_response(healthy_follower());
+  BOOST_TEST(ok.status == 200u);
+  BOOST_TEST(body_of(ok)["status"].as_string() == "ok");
+  BOOST_TEST(body_of(ok)["role"].as_string() == "follower");
+  auto down = health_failed_response("the node's actors are not running");
+  BOOST_TEST(down.status == 503u);
+  BOOST_TEST(body_of(down)["status"].as_string() == "unavailable");
+}
+
+BOOST_AUTO_TEST_CASE(metrics_and_page_have_their_content_types) {
+  auto metrics = metrics_text_response("x 1\n");
+  BOOST_TEST(metrics.content_type.rfind("text/plain; version=0.0.4", 0) == 0u);
+  BOOST_TEST(metrics.body == "x 1\n");
+  BOOST_TEST(status_response(healthy_follower()).content_type == "application/json");
+  BOOST_TEST(*status_response(healthy_follower()).header("Access-Control-Allow-Origin") == "*");
+  auto page = ui_response();
+  BOOST_TEST(page.content_type == "text/html; charset=utf-8");
+  BOOST_TEST(page.header("Content-Security-Policy").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(the_page_is_self_contained) {
+  auto page = std::string{ui_page()};
+  BOOST_TEST(page.rfind("<!doctype html>", 0) == 0u);
+  BOOST_TEST(page.find("</html>") != std::string::npos);
+  // Nothing loaded from elsewhere: no external scripts, styles, fonts or images.
+  for (const char* forbidden : {"<script src", "<link", "@import", "url(", "http://", "https://"})
+    BOOST_TEST(page.find(forbidden) == std::string::npos, forbidden);
+  // What the browser test looks for.
+  BOOST_TEST(page.find("id=\"leader\"") != std::string::npos);
+  BOOST_TEST(page.find("data-member") == std::string::npos); // set from script, not markup
+  BOOST_TEST(page.find("dataset.member") != std::string::npos);
+  BOOST_TEST(page.find("name=\"viewport\"") != std::string::npos); // readable on a phone
+}

@@ -9,6 +9,9 @@
 
 #include <unistd.h>
 
+#include <boost/json.hpp>
+
+#include "app/logger.hpp"
 #include "app/node_options.hpp"
 
 using namespace infinity;
@@ -110,6 +113,8 @@ BOOST_AUTO_TEST_CASE(help_and_version) {
                            "--join",
                            "--initial-cluster",
                            "--log-level",
+                           "--log-format",
+                           "--ready-max-lag",
                            "--max-body-bytes",
                            "--version",
                            "--http-max-connections",
@@ -338,4 +343,42 @@ BOOST_AUTO_TEST_CASE(token_files) {
   expect_fail(
       {"--admin-token-file", admin.path.string(), "--client-token-file", same->path.string()},
       "--client-token-file");
+}
+
+BOOST_AUTO_TEST_CASE(log_format_and_ready_lag) {
+  auto defaults = expect_run({});
+  BOOST_TEST((defaults.format == log_format::text));
+  BOOST_TEST(defaults.ready_max_lag == 1000u);
+  auto opts = expect_run({"--log-format", "json", "--ready-max-lag", "0"});
+  BOOST_TEST((opts.format == log_format::json));
+  BOOST_TEST(opts.ready_max_lag == 0u);
+  BOOST_TEST((expect_run({"--log-format=text"}).format == log_format::text));
+  expect_fail({"--log-format", "xml"}, "--log-format");
+  expect_fail({"--log-format", "JSON"}, "--log-format");
+  expect_fail({"--ready-max-lag", "-1"}, "--ready-max-lag");
+  expect_fail({"--ready-max-lag", "lots"}, "--ready-max-lag");
+  config_file file{"log-format = json\nready-max-lag = 50\n"};
+  auto from_file = expect_run({"--config", file.path.string()});
+  BOOST_TEST((from_file.format == log_format::json));
+  BOOST_TEST(from_file.ready_max_lag == 50u);
+}
+
+BOOST_AUTO_TEST_CASE(json_log_lines_are_one_object_each) {
+  auto when = std::chrono::system_clock::time_point{std::chrono::milliseconds(1764668467123)};
+  auto line = logger::format_line(log_format::json, "node1", log_level::warn,
+                                  "peer n2 down: \"reset\"\n\tagain \x01 \xff", when);
+  BOOST_TEST(line.back() == '\n');
+  BOOST_TEST(std::count(line.begin(), line.end(), '\n') == 1); // exactly one line
+  auto object = boost::json::parse(line.substr(0, line.size() - 1)).as_object();
+  BOOST_TEST(object.at("time").as_string() == "2025-12-02T09:41:07.123Z");
+  BOOST_TEST(object.at("level").as_string() == "warn");
+  BOOST_TEST(object.at("node").as_string() == "node1");
+  // Invalid UTF-8 became '?', control characters survived as escapes.
+  BOOST_TEST(object.at("event").as_string() == "peer n2 down: \"reset\"\n\tagain \x01 ?");
+  BOOST_TEST(std::string{object.begin()->key()} == "time"); // fields in a fixed order
+
+  auto text = logger::format_line(log_format::text, "node1", log_level::info, "ready", when);
+  BOOST_TEST(text == "2025-12-02T09:41:07.123Z info  ready\n");
+  // Valid UTF-8 is kept as it is.
+  BOOST_TEST(logger::json_string("caf\xc3\xa9") == "\"caf\xc3\xa9\"");
 }
