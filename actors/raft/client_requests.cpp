@@ -76,6 +76,7 @@ void raft_core::propose_as_leader(leader_role& leader, request_origin origin, st
 
 void raft_core::flush() {
   flush_scheduled_ = false;
+  forward_read_batch();
   if (auto* leader = leader_state()) {
     broadcast_appends(*leader, false);
     if (leader->read_round_requested)
@@ -108,8 +109,42 @@ void raft_core::read(uint64_t request_id) {
     return;
   }
 #endif
-  forward(request_id, forwarded_op::read, {}, {}, {});
+  // Reads that arrive together share one forwarded read: the read index the leader confirms
+  // after they all arrived serves each of them (thesis §6.4), at one round trip for the batch.
+  follower_read_batch_.push_back(request_id);
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    out_.flush_requested = true;
+  }
   finish_step();
+}
+
+void raft_core::forward_read_batch() {
+  if (follower_read_batch_.empty())
+    return;
+  auto batch = std::move(follower_read_batch_);
+  follower_read_batch_.clear();
+  if (auto* leader = leader_state()) {
+    // Became leader meanwhile: read here.
+    for (auto id : batch)
+      read_as_leader(*leader, request_origin{{}, id});
+    return;
+  }
+  auto forward_id = forward(batch.front(), forwarded_op::read, {}, {}, {});
+  auto call = forwarded_.find(forward_id);
+  if (call != forwarded_.end()) {
+    call->second.also.assign(batch.begin() + 1, batch.end());
+    return;
+  }
+  // Not forwarded (answered or held for a handover): the others take the same path one by one.
+  for (size_t i = 1; i < batch.size(); ++i)
+    forward(batch[i], forwarded_op::read, {}, {}, {});
+}
+
+void raft_core::answer_call(const forwarded_call& call, const client_reply& reply) {
+  answer(request_origin{{}, call.request_id}, reply);
+  for (auto id : call.also)
+    answer(request_origin{{}, id}, reply);
 }
 
 void raft_core::read_as_leader(leader_role& leader, request_origin origin) {
@@ -195,9 +230,13 @@ uint64_t raft_core::forward(uint64_t request_id, forwarded_op op, std::string co
   auto timeout = op == forwarded_op::join ? config_.join_timeout + config_.forward_timeout
                                           : config_.forward_timeout;
   auto forward_id = ++next_forward_id_;
-  forwarded_.emplace(forward_id,
-                     forwarded_call{leader_id_, request_id, op, config_.ticks_for(timeout), false,
-                                    op == forwarded_op::write ? command : std::string{}});
+  forwarded_.emplace(forward_id, forwarded_call{leader_id_,
+                                                request_id,
+                                                op,
+                                                config_.ticks_for(timeout),
+                                                false,
+                                                op == forwarded_op::write ? command : std::string{},
+                                                {}});
   forward_request request;
   request.request_id = forward_id;
   request.op = op;
@@ -329,8 +368,10 @@ void raft_core::handle(const forward_reply& reply) {
     // The leader confirmed `index` as a linearizable read point; our copy is good for the read
     // once it has applied that far (thesis §6.4.1, reads from followers).
     follower_reads_.emplace(reply.reply.index, client_answer{call.request_id, reply.reply});
+    for (auto id : call.also)
+      follower_reads_.emplace(reply.reply.index, client_answer{id, reply.reply});
   } else {
-    answer(request_origin{{}, call.request_id}, reply.reply);
+    answer_call(call, reply.reply);
   }
   finish_step();
 }
@@ -355,7 +396,7 @@ void raft_core::tick_forwarded() {
     auto reply = refusal();
     reply.status = reply_status::timeout;
     reply.reason = "no answer from the leader in time";
-    answer(request_origin{{}, i->second.request_id}, std::move(reply));
+    answer_call(i->second, reply);
     i = forwarded_.erase(i);
   }
 }
@@ -369,7 +410,7 @@ void raft_core::fail_forwarded_to(const std::string& peer) {
     auto reply = refusal();
     reply.status = reply_status::timeout;
     reply.reason = "the connection to the leader dropped";
-    answer(request_origin{{}, i->second.request_id}, std::move(reply));
+    answer_call(i->second, reply);
     i = forwarded_.erase(i);
   }
 }

@@ -136,8 +136,14 @@ void raft_core::stop() {
   for (auto& [id, call] : forwarded) {
     auto reply = refusal();
     reply.status = reply_status::stopping;
-    answer(request_origin{{}, call.request_id}, reply);
+    answer_call(call, reply);
   }
+  for (auto id : follower_read_batch_) {
+    auto reply = refusal();
+    reply.status = reply_status::stopping;
+    answer(request_origin{{}, id}, reply);
+  }
+  follower_read_batch_.clear();
   auto reads = std::move(follower_reads_);
   follower_reads_.clear();
   for (auto& [index, waiting] : reads) {

@@ -374,8 +374,16 @@ class raft_core {
     bool retried = false;
     /// Writes: the command, to pass on to the next leader if this one refuses.
     std::string command;
+    /// Reads: the other local reads that share this one's read index (sent as one batch).
+    std::vector<uint64_t> also;
   };
   std::map<uint64_t, forwarded_call> forwarded_;
+  /// Follower: reads that arrived since the last flush, forwarded together as one read.
+  std::vector<uint64_t> follower_read_batch_;
+  /// Answers a forwarded call's request and every read that shares it.
+  void answer_call(const forwarded_call& call, const client_reply& reply);
+  /// Follower: forwards the batched reads as one (at flush).
+  void forward_read_batch();
   uint64_t next_forward_id_ = 0;
   /// Forwarded requests seen recently, per sender: a network that delivers one twice must not
   /// make the leader act on a request it already answered (perhaps with "nothing changed").

@@ -3,6 +3,8 @@
 // exactly once). See raft_core_test.cpp for the approach.
 #include <boost/test/unit_test.hpp>
 
+#include <set>
+
 #include "tests/unit/raft_core_harness.hpp"
 
 using namespace infinity;
@@ -134,10 +136,47 @@ BOOST_AUTO_TEST_CASE(reads_and_joins_are_forwarded_too) {
   net.step("b");
   auto forwarded = net.sent<forward_request>("b", "a");
   BOOST_TEST_REQUIRE(forwarded.size() == 2u);
-  BOOST_TEST((forwarded[0].op == forwarded_op::read));
-  BOOST_TEST((forwarded[1].op == forwarded_op::join));
-  BOOST_TEST(forwarded[1].member_id == "d");
-  BOOST_TEST(forwarded[1].member_address == "raft-d");
+  // The join goes at once; reads wait for the flush after the mailbox, to travel as one batch.
+  BOOST_TEST((forwarded[0].op == forwarded_op::join));
+  BOOST_TEST(forwarded[0].member_id == "d");
+  BOOST_TEST(forwarded[0].member_address == "raft-d");
+  BOOST_TEST((forwarded[1].op == forwarded_op::read));
+}
+
+// Thesis §6.4: reads that arrive at a follower together share one forwarded read; the read index
+// the leader confirms after all of them arrived serves every one.
+BOOST_AUTO_TEST_CASE(reads_arriving_together_share_one_forwarded_read) {
+  network net(three);
+  net.elect("a");
+  net.core("b").read(11);
+  net.core("b").read(12);
+  net.core("b").read(13);
+  net.step("b");
+  BOOST_TEST(net.sent<forward_request>("b", "a").size() == 1u);
+  net.run();
+  auto& answers = net.at("b").answers;
+  BOOST_TEST_REQUIRE(answers.size() == 3u);
+  std::set<uint64_t> ids;
+  for (const auto& answer : answers) {
+    ids.insert(answer.request_id);
+    BOOST_TEST(answer.reply.status == reply_status::ok);
+  }
+  BOOST_TEST((ids == std::set<uint64_t>{11, 12, 13}));
+}
+
+// A batch whose forwarded read gets no answer fails every read in it (none had an effect).
+BOOST_AUTO_TEST_CASE(a_lost_read_batch_fails_every_read_in_it) {
+  network net(three, [](raft_config& c) { c.forward_timeout = 5 * c.tick_interval; });
+  net.elect("a");
+  net.core("b").read(21);
+  net.core("b").read(22);
+  net.step("b");
+  BOOST_TEST(net.drop<forward_request>("b", "a") == 1u);
+  net.tick("b", 5);
+  auto& answers = net.at("b").answers;
+  BOOST_TEST_REQUIRE(answers.size() == 2u);
+  for (const auto& answer : answers)
+    BOOST_TEST(answer.reply.status == reply_status::timeout);
 }
 
 // Thesis §6.4.1 (reads from followers): the leader confirms a read index, and the follower answers
