@@ -20,6 +20,7 @@
 #include "net/http_api.hpp"
 #include "net/http_server.hpp"
 #include "net/peer_connector.hpp"
+#include "net/raft_transport.hpp"
 
 namespace infinity {
 namespace {
@@ -69,6 +70,7 @@ struct node_runtime::impl {
   std::unique_ptr<caf::actor_system_config> config;
   std::unique_ptr<caf::actor_system> system;
   std::unique_ptr<http_server> server;
+  std::shared_ptr<raft_transport> transport;
   raft_node_actor raft;
   kv_actor kv;
   storage_actor storage;
@@ -144,6 +146,30 @@ std::string node_runtime::start() {
   d.system = std::make_unique<caf::actor_system>(cfg);
   d.stopped = false;
 
+  raft_transport_options transport_opts;
+  transport_opts.tls_cert = opts.raft_tls_cert;
+  transport_opts.tls_key = opts.raft_tls_key;
+  transport_opts.tls_ca = opts.raft_tls_ca;
+  // An append carries at most ~1 MiB of entries, but one entry may be as large as a request
+  // body; a snapshot chunk is 1 MiB.
+  transport_opts.max_frame_bytes = static_cast<uint32_t>(
+      std::min<std::size_t>(std::max<std::size_t>(std::size_t{16} << 20,
+                                                  2 * opts.max_body_bytes + (std::size_t{1} << 20)),
+                            std::size_t{1} << 31));
+  transport_opts.log = [&d](const std::string& line) { d.log.write(log_level::warn, line); };
+  try {
+    d.transport = std::make_shared<raft_transport>(*d.system, transport_opts);
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  if (d.transport->authenticates())
+    d.info("raft port: mutual TLS, peers authenticated by the CA in " + opts.raft_tls_ca);
+  else
+    d.log.write(log_level::warn,
+                "raft port: plain TCP, NOT authenticated or encrypted (" +
+                    std::string{opts.raft_insecure ? "--raft-insecure" : "loopback only"} +
+                    "); give --raft-tls-cert/--raft-tls-key/--raft-tls-ca to secure it");
+
   http_server_options http_opts;
   http_opts.address = opts.http_addr;
   http_opts.limits.max_body_bytes = opts.max_body_bytes;
@@ -183,9 +209,14 @@ std::string node_runtime::start() {
   d.storage = spawn_storage_actor(*d.system, backend, nullptr, /*detached=*/true);
   backend.reset(); // the storage actor owns it now; the directory lock goes with it
   d.kv = spawn_kv_actor(*d.system);
-  d.raft =
-      spawn_raft_node(*d.system, raft_cfg, std::move(recovered), d.storage, d.kv, snapshot_actor{},
-                      seed ^ 0x5bd1e995, [&d](const std::string& line) { d.info(line); });
+  d.raft = spawn_raft_node(
+      *d.system, raft_cfg, std::move(recovered), d.storage, d.kv, snapshot_actor{},
+      seed ^ 0x5bd1e995, [&d](const std::string& line) { d.info(line); },
+      d.transport->authenticates()
+          ? peer_authenticator{[t = d.transport](const caf::node_id& node) {
+              return t->peer_identity(node);
+            }}
+          : peer_authenticator{});
   // The node is useless without its Raft actor (e.g. storage failed an fsync and took it down):
   // exit non-zero rather than answer every request with an error.
   caf::actor_cast<caf::abstract_actor*>(d.raft)->attach_functor([this](const caf::error& reason) {
@@ -199,6 +230,7 @@ std::string node_runtime::start() {
 
   peer_connector_options peer_opts;
   peer_opts.log_event = [&d](const std::string& line) { d.info(line); };
+  peer_opts.transport = d.transport;
   auto connector =
       spawn_peer_connector(*d.system, caf::actor_cast<caf::actor>(d.raft), opts.node_id,
                            raft_endpoint->host, raft_endpoint->port, initial_peers, peer_opts);
@@ -250,6 +282,10 @@ void node_runtime::stop() {
   d.joiner = nullptr;
   d.system.reset();
   d.config.reset();
+  // After the system: its BASP broker held the transport's doorman and connections.
+  if (d.transport)
+    d.transport->stop();
+  d.transport.reset();
 }
 
 } // namespace infinity
