@@ -279,6 +279,7 @@ struct link : link_base, std::enable_shared_from_this<link<Stream>> {
   std::vector<char> down_buf;
   std::vector<char> up_buf;
   uint64_t remaining = 0;
+  bool discarding = false;
 
   void register_live() { transport.live[this] = this->shared_from_this(); }
 
@@ -398,6 +399,14 @@ struct link : link_base, std::enable_shared_from_this<link<Stream>> {
       if (hdr.payload_len == 0)
         return refuse("empty message");
       remaining = hdr.payload_len;
+      if (hdr.has(caf::io::basp::header::named_receiver_flag)) {
+        // Addressed by name to CAF's own servers ("SpawnServ", "ConfigServ": remote spawning
+        // and a key-value store any sender could fill). Raft never uses them; CAF asks a new
+        // peer's SpawnServ for "info" and copes with no answer, so drop it and keep the link.
+        discarding = true;
+        return pump_payload();
+      }
+      discarding = false;
       asio::async_write(local, asio::buffer(head),
                         [self = this->shared_from_this()](error_code ec, std::size_t) {
                           if (ec)
@@ -429,6 +438,8 @@ struct link : link_base, std::enable_shared_from_this<link<Stream>> {
       if (ec)
         return self->close("");
       self->remaining -= got;
+      if (self->discarding)
+        return self->pump_payload();
       asio::async_write(self->local, asio::buffer(self->down_buf.data(), got),
                         [self](error_code e, std::size_t) {
                           if (e)

@@ -22,7 +22,8 @@
 // * Every BASP frame a peer sends is checked before CAF sees it: known operation, payload at
 //   most `max_frame_bytes` (the header is refused before anything is allocated), handshake
 //   first, no anonymous or routed messages (a routed message names its own source node, so it
-//   could pose as this node), and every node id a peer names (handshakes, monitor and down
+//   could pose as this node), messages addressed by name (CAF's SpawnServ and
+//   ConfigServ) are dropped, and every node id a peer names (handshakes, monitor and down
 //   messages) is the one it gave in its first handshake, never this node's own. That node id
 //   is bound to the certificate's identity: `peer_identity` tells the Raft actor which member
 //   a sender's node belongs to, and the actor drops a message whose `from` differs.
