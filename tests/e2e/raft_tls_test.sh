@@ -11,6 +11,7 @@
 #      term does not jump); local-only messages (peer down, ticks, proposals) sent by a remote
 #      member are ignored and an anonymous message closes its connection;
 #   5. kill -9 of the leader: a new leader serves writes, the old one restarts and catches up;
+#      a fourth node joins with --join and catches up over TLS;
 #   6. without certificates a non-loopback Raft address is refused unless --raft-insecure.
 #
 # Usage: raft_tls_test.sh path/to/infinitystore path/to/raft_peer_probe path/to/make-raft-certs.sh
@@ -44,7 +45,7 @@ fail() { FAILURES=$((FAILURES + 1)); echo "FAIL: $*"; }
 
 finish() {
   if [ "$FAILURES" != 0 ]; then
-    for n in node1 node2 node3; do
+    for n in node1 node2 node3 node4; do
       [ -s "${LOGF[$n]:-/nonexistent}" ] || continue
       echo "---- last 30 lines of $n ----"
       tail -n 30 "${LOGF[$n]}"
@@ -68,14 +69,14 @@ pick_ports() {
   for attempt in $(seq 1 50); do
     base=$((20000 + (RANDOM % 600) * 20))
     ok=1
-    for p in $(seq "$base" $((base + 7))); do port_free "$p" || { ok=0; break; }; done
+    for p in $(seq "$base" $((base + 9))); do port_free "$p" || { ok=0; break; }; done
     [ "$ok" = 1 ] || continue
-    for i in 1 2 3; do
+    for i in 1 2 3 4; do
       RP[node$i]=$((base + 2 * i - 2))
       HP[node$i]=$((base + 2 * i - 1))
       LOGF[node$i]="$TMP/node$i.log"
     done
-    SPARE=$((base + 6))
+    SPARE=$((base + 8))
     return 0
   done
   return 1
@@ -83,7 +84,7 @@ pick_ports() {
 pick_ports || { echo "no free port range" >&2; exit 1; }
 
 # -- certificates: the cluster's CA, and an unrelated CA with a "node1" certificate
-bash "$MKCERTS" "$TMP/certs" node1 node2 node3 || abort "make-raft-certs.sh failed"
+bash "$MKCERTS" "$TMP/certs" node1 node2 node3 node4 || abort "make-raft-certs.sh failed"
 bash "$MKCERTS" "$TMP/other" node1 || abort "make-raft-certs.sh (other CA) failed"
 C="$TMP/certs"
 IC="node1=127.0.0.1:${RP[node1]},node2=127.0.0.1:${RP[node2]},node3=127.0.0.1:${RP[node3]}"
@@ -258,13 +259,29 @@ while [ "$(now_ms)" -lt "$deadline" ]; do
 done
 [[ $body == *'"value":"v3"'* ]] && pass "restarted $OLD caught up over TLS" || fail "$OLD did not catch up: $body"
 
+# -- a fourth node joins over TLS (the leader dials it before it knows any member)
+"$BIN" --node-id node4 --raft-addr "127.0.0.1:${RP[node4]}" --http-addr "127.0.0.1:${HP[node4]}" \
+  --data-dir "$TMP/data-node4" --join "127.0.0.1:${HP[$LEADER]}" --raft-tls-cert "$C/node4.pem" \
+  --raft-tls-key "$C/node4.key" --raft-tls-ca "$C/ca.pem" >>"${LOGF[node4]}" 2>&1 &
+PID[node4]=$!
+PIDS+=($!)
+deadline=$(($(now_ms) + 30000))
+body=""
+while [ "$(now_ms)" -lt "$deadline" ]; do
+  body=$(curl -s --max-time 3 "http://127.0.0.1:${HP[node4]}/get?key=k3&consistency=stale")
+  [[ $body == *'"value":"v3"'* ]] && break
+  sleep 0.3
+done
+[[ $body == *'"value":"v3"'* ]] && pass "node4 joined over TLS and caught up" ||
+  fail "node4 did not join over TLS: $body"
+
 # -- 6. no certificates: loopback only unless --raft-insecure
 out=$("$BIN" --node-id x --raft-addr "0.0.0.0:$SPARE" --http-addr "127.0.0.1:0" \
   --data-dir "$TMP/data-x" 2>&1)
 [ $? = 2 ] && [[ $out == *"is not a loopback address"* ]] &&
   pass "no certificates and a non-loopback --raft-addr: refused to start" || fail "insecure start: $out"
 
-for n in node1 node2 node3; do kill -TERM "${PID[$n]}" 2>/dev/null; done
-for n in node1 node2 node3; do wait "${PID[$n]}" 2>/dev/null; done
+for n in node1 node2 node3 node4; do kill -TERM "${PID[$n]}" 2>/dev/null; done
+for n in node1 node2 node3 node4; do wait "${PID[$n]}" 2>/dev/null; done
 PIDS=()
 finish
