@@ -280,11 +280,12 @@ void node_runtime::stop() {
   d.storage = nullptr;
   d.connector = nullptr;
   d.joiner = nullptr;
-  d.system.reset();
-  d.config.reset();
-  // After the system: its BASP broker held the transport's doorman and connections.
+  // Before the system: the transport hands accepted connections to the middleman's
+  // multiplexer, which must outlive its thread. CAF then sees every Raft connection closed.
   if (d.transport)
     d.transport->stop();
+  d.system.reset();
+  d.config.reset();
   d.transport.reset();
 }
 

@@ -571,6 +571,8 @@ void raft_transport::impl::close_all() {
 template <class Stream>
 void raft_transport::impl::start_inbound(tcp::socket socket, std::shared_ptr<listener> from) {
   auto where = endpoint_text(socket);
+  if (stopped.load())
+    return; // the socket closes with it
   if (pending_handshakes >= opts.max_pending_handshakes) {
     report("refused a connection from " + where + ": " + std::to_string(pending_handshakes) +
            " handshakes pending");
@@ -616,6 +618,10 @@ void raft_transport::impl::start_inbound(tcp::socket socket, std::shared_ptr<lis
 void raft_transport::impl::start_outbound(
     tcp::socket socket, std::string expected_id, std::string where,
     std::shared_ptr<std::promise<caf::expected<int>>> result) {
+  if (stopped.load()) {
+    result->set_value(dial_failed(where, "transport stopped"));
+    return;
+  }
   auto finish = [](auto l) {
     int caf_fd = l->open_pair();
     if (caf_fd < 0)
@@ -658,7 +664,18 @@ raft_transport::raft_transport(caf::actor_system& system, raft_transport_options
   if (given == 3)
     impl_->tls.emplace(make_context(o));
   impl_->work.emplace(impl_->ioc.get_executor());
-  impl_->thread = std::thread{[t = impl_.get()] { t->ioc.run(); }};
+  impl_->thread = std::thread{[t = impl_.get()] {
+    // An exception out of a handler (bad_alloc, most likely) must not end the thread and with
+    // it the process: the failed connection's handlers are gone, the others go on.
+    for (;;) {
+      try {
+        t->ioc.run();
+        return;
+      } catch (const std::exception& e) {
+        t->report(std::string{"error on the transport thread: "} + e.what());
+      }
+    }
+  }};
 }
 
 raft_transport::~raft_transport() {
