@@ -12,7 +12,8 @@
 #      member are ignored and an anonymous message closes its connection;
 #   5. kill -9 of the leader: a new leader serves writes, the old one restarts and catches up;
 #      a fourth node joins with --join and catches up over TLS;
-#   6. without certificates a non-loopback Raft address is refused unless --raft-insecure.
+#   6. without certificates a non-loopback Raft address is refused unless --raft-insecure;
+#   7. SIGTERM: every node exits 0 within 5 s.
 #
 # Usage: raft_tls_test.sh path/to/infinitystore path/to/raft_peer_probe path/to/make-raft-certs.sh
 # Only processes started here are killed, by PID; every wait is a polling loop with a deadline.
@@ -281,7 +282,16 @@ out=$("$BIN" --node-id x --raft-addr "0.0.0.0:$SPARE" --http-addr "127.0.0.1:0" 
 [ $? = 2 ] && [[ $out == *"is not a loopback address"* ]] &&
   pass "no certificates and a non-loopback --raft-addr: refused to start" || fail "insecure start: $out"
 
+# -- SIGTERM: every node stops its transport and exits 0 within 5 s
+t0=$(now_ms)
 for n in node1 node2 node3 node4; do kill -TERM "${PID[$n]}" 2>/dev/null; done
-for n in node1 node2 node3 node4; do wait "${PID[$n]}" 2>/dev/null; done
+codes=""
+for n in node1 node2 node3 node4; do
+  wait "${PID[$n]}" 2>/dev/null
+  codes="$codes $?"
+done
+took=$(($(now_ms) - t0))
+[ "$codes" = " 0 0 0 0" ] && [ "$took" -lt 5000 ] &&
+  pass "SIGTERM: all four nodes exited 0 in ${took} ms" || fail "SIGTERM: exit codes$codes in ${took} ms"
 PIDS=()
 finish
