@@ -452,6 +452,13 @@ struct link : link_base, std::enable_shared_from_this<link<Stream>> {
   void on_control(bool handshake) {
     caf::binary_deserializer source{static_cast<caf::execution_unit*>(nullptr),
                                     frame.data() + header_size, frame.size() - header_size};
+    // Our nodes' ids are CAF's default kind (process id and host hash); refusing the other kind
+    // (a URI) keeps its parser away from remote input.
+    caf::atom_value kind = caf::atom("");
+    caf::binary_deserializer peek{static_cast<caf::execution_unit*>(nullptr),
+                                  frame.data() + header_size, frame.size() - header_size};
+    if (auto err = peek(kind); err || kind != caf::atom("default"))
+      return refuse("a node id that is not CAF's default kind");
     caf::node_id claimed;
     if (auto err = source(claimed); err || !claimed)
       return refuse("undecodable node id");
