@@ -12,7 +12,8 @@
 #      member are ignored and an anonymous message closes its connection;
 #   5. kill -9 of the leader: a new leader serves writes, the old one restarts and catches up;
 #      a fourth node joins with --join and catches up over TLS;
-#   6. without certificates a non-loopback Raft address is refused unless --raft-insecure;
+#   6. without certificates a non-loopback Raft address is refused unless --raft-insecure, and
+#      on loopback the same frame checks run in plain TCP (4 GiB header, anonymous message);
 #   7. SIGTERM: every node exits 0 within 5 s.
 #
 # Usage: raft_tls_test.sh path/to/infinitystore path/to/raft_peer_probe path/to/make-raft-certs.sh
@@ -281,6 +282,40 @@ out=$("$BIN" --node-id x --raft-addr "0.0.0.0:$SPARE" --http-addr "127.0.0.1:0" 
   --data-dir "$TMP/data-x" 2>&1)
 [ $? = 2 ] && [[ $out == *"is not a loopback address"* ]] &&
   pass "no certificates and a non-loopback --raft-addr: refused to start" || fail "insecure start: $out"
+
+# -- the loopback default without certificates runs the same frame checks, in plain TCP
+"$BIN" --node-id solo --raft-addr "127.0.0.1:$SPARE" --http-addr "127.0.0.1:0" \
+  --data-dir "$TMP/data-solo" >"$TMP/solo.log" 2>&1 &
+SOLO=$!
+PIDS+=($!)
+deadline=$(($(now_ms) + 10000))
+until grep -q "ready: http" "$TMP/solo.log" || [ "$(now_ms)" -ge "$deadline" ]; do sleep 0.1; done
+grep -q "raft port: plain TCP, NOT authenticated" "$TMP/solo.log" &&
+  pass "without certificates the node warns that its loopback Raft port is unauthenticated" ||
+  fail "no plain-TCP warning"
+before=$(rss_kb "$SOLO")
+python3 - "$SPARE" <<'EOF2'
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(struct.pack(">BBBBIQQQ", 1, 0, 0, 0, 0xFFFFFFF0, 0, 0, 0))
+s.settimeout(5)
+try:
+    s.recv(64)
+except OSError:
+    pass
+EOF2
+"$PROBE" seams "127.0.0.1:$SPARE" solo 1 solo >/dev/null 2>&1
+sleep 0.3
+after=$(rss_kb "$SOLO")
+grep -q "refused: header announces a payload of 4294967280 bytes" "$TMP/solo.log" &&
+  [ $((after - before)) -lt 8192 ] &&
+  pass "plain TCP: the 4 GiB header refused before decoding (RSS ${before} -> ${after} kB)" ||
+  fail "plain TCP: 4 GiB header (RSS ${before} -> ${after} kB): $(grep 'raft transport' "$TMP/solo.log")"
+grep -q "refused: anonymous message" "$TMP/solo.log" &&
+  pass "plain TCP: an anonymous message closed its connection" ||
+  fail "plain TCP: anonymous message not refused"
+kill -TERM "$SOLO"
+wait "$SOLO" 2>/dev/null
 
 # -- SIGTERM: every node stops its transport and exits 0 within 5 s
 t0=$(now_ms)
