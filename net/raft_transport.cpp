@@ -407,6 +407,24 @@ struct link : link_base, std::enable_shared_from_this<link<Stream>> {
         return pump_payload();
       }
       discarding = false;
+      if (hdr.payload_len <= chunk_size) {
+        // The common case (votes, heartbeats, small appends): header and payload in one write,
+        // so CAF wakes once per message.
+        frame.assign(head.begin(), head.end());
+        frame.resize(header_size + hdr.payload_len);
+        asio::async_read(remote, asio::buffer(frame.data() + header_size, hdr.payload_len),
+                         [self = this->shared_from_this()](error_code ec, std::size_t) {
+                           if (ec)
+                             return self->close("");
+                           asio::async_write(self->local, asio::buffer(self->frame),
+                                             [self](error_code e, std::size_t) {
+                                               if (e)
+                                                 return self->close("");
+                                               self->read_header();
+                                             });
+                         });
+        return;
+      }
       asio::async_write(local, asio::buffer(head),
                         [self = this->shared_from_this()](error_code ec, std::size_t) {
                           if (ec)
