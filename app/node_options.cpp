@@ -61,6 +61,16 @@ po::options_description common_options() {
       "http-tls-cert", po::value<std::string>(),
       "PEM certificate chain: with --http-tls-key the client port speaks only HTTPS (TLS 1.2+)")(
       "http-tls-key", po::value<std::string>(), "PEM private key of --http-tls-cert")(
+      "raft-tls-cert", po::value<std::string>(),
+      "PEM certificate of this node for the Raft port, signed by --raft-tls-ca, CN = --node-id; "
+      "with --raft-tls-key and --raft-tls-ca the Raft port speaks only mutual TLS 1.3")(
+      "raft-tls-key", po::value<std::string>(), "PEM private key of --raft-tls-cert")(
+      "raft-tls-ca", po::value<std::string>(),
+      "PEM certificate of the cluster CA: peers must present a certificate it signed, whose CN "
+      "is the member id they speak for")(
+      "raft-insecure", po::value<std::string>()->implicit_value("true"),
+      "allow a Raft port without TLS on a non-loopback --raft-addr (anyone who reaches it takes "
+      "part in Raft); without certificates the default is loopback only [false]")(
       "admin-token-file", po::value<std::string>(),
       "file holding the Bearer token that admin endpoints (POST /join) require; not readable "
       "by other users")(
@@ -295,6 +305,30 @@ std::string apply_options(const po::variables_map& vm, node_options& opts) {
   }
   if (!opts.admin_token.empty() && opts.admin_token == opts.client_token)
     return "invalid --client-token-file: it holds the admin token; use two different tokens";
+  if (auto v = get("raft-tls-cert"))
+    opts.raft_tls_cert = *v;
+  if (auto v = get("raft-tls-key"))
+    opts.raft_tls_key = *v;
+  if (auto v = get("raft-tls-ca"))
+    opts.raft_tls_ca = *v;
+  int raft_tls_given =
+      !opts.raft_tls_cert.empty() + !opts.raft_tls_key.empty() + !opts.raft_tls_ca.empty();
+  if (raft_tls_given != 0 && raft_tls_given != 3)
+    return "--raft-tls-cert, --raft-tls-key and --raft-tls-ca go together";
+  // The files are loaded when the node starts, which names the one that fails: the shipped
+  // config/node*.conf point at certificates scripts/run-cluster.sh creates later.
+  if (auto v = get("raft-insecure")) {
+    if (*v == "true" || *v == "1")
+      opts.raft_insecure = true;
+    else if (*v == "false" || *v == "0")
+      opts.raft_insecure = false;
+    else
+      return "invalid --raft-insecure " + quoted(*v) + ": use true or false";
+  }
+  if (raft_tls_given == 0 && !opts.raft_insecure && !is_loopback_address(opts.raft_addr))
+    return "--raft-addr " + quoted(opts.raft_addr) +
+           " is not a loopback address: give --raft-tls-cert, --raft-tls-key and --raft-tls-ca, "
+           "or --raft-insecure to run an unauthenticated Raft port on it";
   // Checked after --node-id is final, whichever source set either option.
   if (!opts.initial_cluster.empty() && opts.initial_cluster.count(opts.node_id) == 0)
     return "invalid --initial-cluster: it does not list this node (--node-id " + opts.node_id + ")";
@@ -304,6 +338,16 @@ std::string apply_options(const po::variables_map& vm, node_options& opts) {
 }
 
 } // namespace
+
+bool is_loopback_address(const std::string& host_port) {
+  auto parsed = http::parse_host_port(host_port);
+  if (!parsed)
+    return false;
+  auto host = parsed->host;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
 
 const char* to_string(log_level level) {
   switch (level) {

@@ -54,6 +54,12 @@ struct node_options {
   std::string http_tls_key;
   std::string admin_token_file;
   std::string client_token_file;
+  /// Raft port: PEM files, all three or none. Without them the Raft port is plain TCP, which
+  /// only a loopback --raft-addr or raft_insecure allows.
+  std::string raft_tls_cert;
+  std::string raft_tls_key;
+  std::string raft_tls_ca;
+  bool raft_insecure = false;
   /// The tokens read from those files (empty when not given).
   std::string admin_token;
   std::string client_token;
@@ -79,6 +85,9 @@ struct options_outcome {
   node_options options;
   std::string text;
 };
+
+/// Whether a Raft HOST:PORT is on the loopback interface (localhost, 127.0.0.0/8, ::1).
+bool is_loopback_address(const std::string& host_port);
 
 /// Never throws; every problem becomes `action::fail`.
 options_outcome parse_node_options(int argc, const char* const* argv);

@@ -22,6 +22,7 @@
 #include "net/http_server.hpp"
 #include "net/metrics.hpp"
 #include "net/peer_connector.hpp"
+#include "net/raft_transport.hpp"
 
 namespace infinity {
 namespace {
@@ -74,6 +75,7 @@ struct node_runtime::impl {
   std::unique_ptr<caf::actor_system> system;
   std::unique_ptr<http_server> server;
   std::shared_ptr<metrics::node_metrics> counters = std::make_shared<metrics::node_metrics>();
+  std::shared_ptr<raft_transport> transport;
   raft_node_actor raft;
   kv_actor kv;
   storage_actor storage;
@@ -159,6 +161,30 @@ std::string node_runtime::start() {
   d.system = std::make_unique<caf::actor_system>(cfg);
   d.stopped = false;
 
+  raft_transport_options transport_opts;
+  transport_opts.tls_cert = opts.raft_tls_cert;
+  transport_opts.tls_key = opts.raft_tls_key;
+  transport_opts.tls_ca = opts.raft_tls_ca;
+  // An append carries at most ~1 MiB of entries, but one entry may be as large as a request
+  // body; a snapshot chunk is 1 MiB.
+  transport_opts.max_frame_bytes = static_cast<uint32_t>(
+      std::min<std::size_t>(std::max<std::size_t>(std::size_t{16} << 20,
+                                                  2 * opts.max_body_bytes + (std::size_t{1} << 20)),
+                            std::size_t{1} << 31));
+  transport_opts.log = [&d](const std::string& line) { d.log.write(log_level::warn, line); };
+  try {
+    d.transport = std::make_shared<raft_transport>(*d.system, transport_opts);
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  if (d.transport->authenticates())
+    d.info("raft port: mutual TLS, peers authenticated by the CA in " + opts.raft_tls_ca);
+  else
+    d.log.write(log_level::warn,
+                "raft port: plain TCP, NOT authenticated or encrypted (" +
+                    std::string{opts.raft_insecure ? "--raft-insecure" : "loopback only"} +
+                    "); give --raft-tls-cert/--raft-tls-key/--raft-tls-ca to secure it");
+
   http_server_options http_opts;
   http_opts.address = opts.http_addr;
   http_opts.limits.max_body_bytes = opts.max_body_bytes;
@@ -217,8 +243,14 @@ std::string node_runtime::start() {
     initial = restored_state_machine{
         recovered.snapshot, std::make_shared<kv_state_machine>(std::move(*snapshot.machine))};
   d.kv = spawn_kv_actor(*d.system, nullptr, std::move(policy), std::move(initial));
-  d.raft = spawn_raft_node(*d.system, raft_cfg, std::move(recovered), d.storage, d.kv, d.snapshots,
-                           seed ^ 0x5bd1e995, [&d](const std::string& line) { d.info(line); });
+  d.raft = spawn_raft_node(
+      *d.system, raft_cfg, std::move(recovered), d.storage, d.kv, d.snapshots, seed ^ 0x5bd1e995,
+      [&d](const std::string& line) { d.info(line); },
+      d.transport->authenticates()
+          ? peer_authenticator{[t = d.transport](const caf::node_id& node) {
+              return t->peer_identity(node);
+            }}
+          : peer_authenticator{});
   // The node is useless without its Raft actor (e.g. storage failed an fsync and took it down):
   // exit non-zero rather than answer every request with an error.
   caf::actor_cast<caf::abstract_actor*>(d.raft)->attach_functor([this](const caf::error& reason) {
@@ -232,6 +264,7 @@ std::string node_runtime::start() {
 
   peer_connector_options peer_opts;
   peer_opts.log_event = [&d](const std::string& line) { d.info(line); };
+  peer_opts.transport = d.transport;
   auto connector =
       spawn_peer_connector(*d.system, caf::actor_cast<caf::actor>(d.raft), opts.node_id,
                            raft_endpoint->host, raft_endpoint->port, initial_peers, peer_opts);
@@ -283,8 +316,13 @@ void node_runtime::stop() {
   d.snapshots = nullptr;
   d.connector = nullptr;
   d.joiner = nullptr;
+  // Before the system: the transport hands accepted connections to the middleman's
+  // multiplexer, which must outlive its thread. CAF then sees every Raft connection closed.
+  if (d.transport)
+    d.transport->stop();
   d.system.reset();
   d.config.reset();
+  d.transport.reset();
 }
 
 } // namespace infinity

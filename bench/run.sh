@@ -2,7 +2,10 @@
 # Throughput and latency of a local 3-node InfinityStore cluster under wrk, and optionally of a
 # 3-node etcd cluster (Debian's etcd-server) on the same machine with the same load.
 #
-#   bash bench/run.sh [--duration SECONDS] [--connections N] [--etcd]
+#   bash bench/run.sh [--duration SECONDS] [--connections N] [--raft-tls] [--etcd]
+#
+# --raft-tls runs the nodes with mutual TLS on the Raft port (a throwaway CA made by
+# scripts/make-raft-certs.sh); without it the Raft port is plain TCP on 127.0.0.1.
 #
 # Everything runs on 127.0.0.1: three nodes with fresh data directories under /tmp, then wrk
 # (2 threads) against them. Scenarios: writes to the leader, writes through a follower
@@ -17,12 +20,14 @@ root=$PWD
 duration=10
 connections=32
 with_etcd=0
+raft_tls=0
 while (($#)); do
   case $1 in
   --duration) duration=$2; shift 2 ;;
   --connections) connections=$2; shift 2 ;;
   --etcd) with_etcd=1; shift ;;
-  *) echo "usage: bash bench/run.sh [--duration S] [--connections N] [--etcd]" >&2; exit 2 ;;
+  --raft-tls) raft_tls=1; shift ;;
+  *) echo "usage: bash bench/run.sh [--duration S] [--connections N] [--raft-tls] [--etcd]" >&2; exit 2 ;;
   esac
 done
 
@@ -63,10 +68,15 @@ run_wrk() { # name script url [VAR=value ...]
 # -- InfinityStore ------------------------------------------------------------------------------
 bin=$root/build/app/infinitystore
 cluster="n1=127.0.0.1:18000,n2=127.0.0.1:18010,n3=127.0.0.1:18020"
+((raft_tls)) && bash scripts/make-raft-certs.sh "$work/certs" n1 n2 n3
 for i in 1 2 3; do
   port=$((18000 + (i - 1) * 10))
+  tls=()
+  ((raft_tls)) && tls=(--raft-tls-cert "$work/certs/n$i.pem" --raft-tls-key "$work/certs/n$i.key"
+    --raft-tls-ca "$work/certs/ca.pem")
   "$bin" --node-id "n$i" --raft-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$((port + 1))" \
-    --data-dir "$work/n$i" --initial-cluster "$cluster" --log-level warn >"$work/n$i.log" 2>&1 &
+    --data-dir "$work/n$i" --initial-cluster "$cluster" --log-level warn "${tls[@]}" \
+    >"$work/n$i.log" 2>&1 &
   pids+=($!)
 done
 leader=""
@@ -87,7 +97,7 @@ for k in $(seq 0 999); do
 done
 
 echo "machine: $(nproc) cores, $(uname -r); $duration s per scenario, $connections connections"
-echo "== InfinityStore, 3 nodes (leader :$leader, follower :$follower)"
+echo "== InfinityStore, 3 nodes (leader :$leader, follower :$follower), Raft port: $( ((raft_tls)) && echo "mutual TLS" || echo "plain TCP")"
 run_wrk "write, to the leader" bench/wrk/set.lua "http://127.0.0.1:$leader"
 run_wrk "write, through a follower" bench/wrk/set.lua "http://127.0.0.1:$follower"
 run_wrk "linearizable read, leader" bench/wrk/get.lua "http://127.0.0.1:$leader"

@@ -1,5 +1,7 @@
 #include "net/bounded_dialer.hpp"
 
+#include "net/raft_transport.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -69,22 +71,33 @@ int connect_one(const addrinfo& ai, steady::time_point deadline, std::string& wh
 /// The middleman actor of CAF with the blocking connect replaced (see the header).
 class bounded_dialer : public caf::io::middleman_actor_impl {
  public:
-  bounded_dialer(caf::actor_config& cfg, caf::actor broker, caf::timespan connect_timeout)
+  bounded_dialer(caf::actor_config& cfg, caf::actor broker, caf::timespan connect_timeout,
+                 std::shared_ptr<raft_transport> transport, std::string expected_id)
       : caf::io::middleman_actor_impl(cfg, std::move(broker)),
-        connect_timeout_(std::chrono::duration_cast<std::chrono::milliseconds>(connect_timeout)) {}
+        connect_timeout_(std::chrono::duration_cast<std::chrono::milliseconds>(connect_timeout)),
+        transport_(std::move(transport)), expected_id_(std::move(expected_id)) {}
 
   const char* name() const override { return "bounded_dialer"; }
 
  protected:
   caf::expected<caf::io::scribe_ptr> connect(const std::string& host, uint16_t port) override {
-    auto fd = connect_with_timeout(host, port, connect_timeout_);
+    auto fd = transport_ ? transport_->dial(host, port, expected_id_, connect_timeout_)
+                         : connect_with_timeout(host, port, connect_timeout_);
     if (!fd)
       return std::move(fd.error());
     return system().middleman().backend().new_scribe(*fd);
   }
 
+  caf::expected<caf::io::doorman_ptr> open(uint16_t port, const char* addr, bool reuse) override {
+    if (!transport_)
+      return caf::io::middleman_actor_impl::open(port, addr, reuse);
+    return transport_->listen(port, addr == nullptr ? std::string{} : std::string{addr}, reuse);
+  }
+
  private:
   std::chrono::milliseconds connect_timeout_;
+  std::shared_ptr<raft_transport> transport_;
+  std::string expected_id_;
 };
 
 } // namespace
@@ -121,9 +134,11 @@ caf::actor basp_broker(caf::actor_system& system) {
 }
 
 caf::io::middleman_actor spawn_bounded_dialer(caf::actor_system& system, caf::actor broker,
-                                              caf::timespan connect_timeout) {
-  return system.spawn<bounded_dialer, caf::detached + caf::hidden>(std::move(broker),
-                                                                   connect_timeout);
+                                              caf::timespan connect_timeout,
+                                              std::shared_ptr<raft_transport> transport,
+                                              std::string expected_id) {
+  return system.spawn<bounded_dialer, caf::detached + caf::hidden>(
+      std::move(broker), connect_timeout, std::move(transport), std::move(expected_id));
 }
 
 } // namespace infinity

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -39,10 +40,17 @@ caf::expected<int> connect_with_timeout(const std::string& host, uint16_t port,
 /// brokers in an unsynchronized map: look it up from main, not concurrently from actors.
 caf::actor basp_broker(caf::actor_system& system);
 
-/// Spawns a detached, hidden middleman actor on `broker` that dials with `connect_with_timeout`.
-/// Only `connect_atom` is meant to be used on it. The caller owns it: send it an exit message
-/// when done, since a detached actor left running keeps its system from shutting down.
+class raft_transport;
+
+/// Spawns a detached, hidden middleman actor on `broker` that dials with `connect_with_timeout`,
+/// or, given a transport, through it (TLS, expecting a certificate for `expected_id`); with a
+/// transport its `publish_atom` listens through the transport too (net/raft_transport.hpp).
+/// Only `connect_atom` and `publish_atom` are meant to be used on it. The caller owns it: send it
+/// an exit message when done, since a detached actor left running keeps its system from
+/// shutting down.
 caf::io::middleman_actor spawn_bounded_dialer(caf::actor_system& system, caf::actor broker,
-                                              caf::timespan connect_timeout);
+                                              caf::timespan connect_timeout,
+                                              std::shared_ptr<raft_transport> transport = nullptr,
+                                              std::string expected_id = {});
 
 } // namespace infinity

@@ -1,6 +1,7 @@
 #include "net/peer_connector.hpp"
 
 #include "net/bounded_dialer.hpp"
+#include "net/raft_transport.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -135,7 +136,8 @@ class peer_connector {
     }
     auto& p = peers_[id];
     p.address = std::move(address);
-    p.dialer = spawn_bounded_dialer(self_->system(), broker_, peer_tcp_connect_timeout);
+    p.dialer = spawn_bounded_dialer(self_->system(), broker_, peer_tcp_connect_timeout,
+                                    options_.transport, id);
     if (announce)
       log("peer " + id + " added at " + p.address.to_string());
     dial(id, p);
@@ -306,9 +308,24 @@ caf::expected<caf::actor> spawn_peer_connector(caf::actor_system& system, caf::a
     endpoints.emplace(id, std::move(*address));
   }
   auto where = raft_host + ":" + std::to_string(raft_port);
-  auto published =
-      system.middleman().publish(raft, raft_port, raft_host.empty() ? nullptr : raft_host.c_str(),
-                                 /*reuse=*/true);
+  auto broker = basp_broker(system);
+  caf::expected<uint16_t> published{0};
+  if (options.transport) {
+    // Published like middleman().publish does, but through an actor whose `open` listens on the
+    // transport, so the BASP broker gets the transport's doorman.
+    auto publisher =
+        spawn_bounded_dialer(system, broker, peer_tcp_connect_timeout, options.transport);
+    caf::scoped_actor self{system};
+    self->request(publisher, caf::infinite, caf::publish_atom::value, raft_port,
+                  caf::actor_cast<caf::strong_actor_ptr>(raft), std::set<std::string>{}, raft_host,
+                  true)
+        .receive([&](uint16_t port) { published = port; },
+                 [&](caf::error& err) { published = std::move(err); });
+    caf::anon_send_exit(publisher, caf::exit_reason::user_shutdown);
+  } else {
+    published = system.middleman().publish(
+        raft, raft_port, raft_host.empty() ? nullptr : raft_host.c_str(), /*reuse=*/true);
+  }
   if (!published)
     return caf::make_error(caf::sec::cannot_open_port, "cannot publish the Raft actor on " + where +
                                                            ": " + system.render(published.error()));
@@ -317,7 +334,7 @@ caf::expected<caf::actor> spawn_peer_connector(caf::actor_system& system, caf::a
   if (connection_timeout.count() == 0 && options.log_event)
     options.log_event(self_id + ": middleman.connection-timeout is off, a frozen peer will never"
                                 " be reported down (use configure_middleman)");
-  return system.spawn(run_peer_connector, std::move(raft), basp_broker(system), std::move(self_id),
+  return system.spawn(run_peer_connector, std::move(raft), std::move(broker), std::move(self_id),
                       *published, std::move(endpoints), std::move(options));
 }
 

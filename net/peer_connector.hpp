@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -48,6 +49,8 @@
 #include "actors/messages.hpp"
 
 namespace infinity {
+
+class raft_transport;
 
 /// Heartbeat period of BASP connections set by `configure_middleman`.
 inline constexpr caf::timespan peer_heartbeat_interval = std::chrono::milliseconds(100);
@@ -75,6 +78,10 @@ struct peer_connector_options {
   /// One line per peer added, removed, up, down, and per first failure of a reconnect streak.
   /// Called on a CAF worker thread; may be empty.
   std::function<void(const std::string&)> log_event;
+  /// When set, the Raft port is this transport's (TLS or filtered TCP, net/raft_transport.hpp)
+  /// instead of a plain middleman port, and each peer is dialled through it expecting a
+  /// certificate for the peer's id.
+  std::shared_ptr<raft_transport> transport;
 };
 
 /// Publishes `raft` on raft_host:raft_port (reuse=true) and keeps a connection to every peer.
@@ -89,7 +96,8 @@ struct peer_connector_options {
 /// `peer_up_atom` carries a new proxy. Down always precedes the next up for the same id. CAF
 /// compares handles by (node, actor id): after a restarted process the new handle differs, after
 /// a thawed (SIGCONT) one it is a new proxy that still compares equal to the old handle.
-/// The peer's identity is not checked: whatever Raft actor answers at host:port is taken as `id`.
+/// Without a TLS transport the peer's identity is not checked: whatever Raft actor answers at
+/// host:port is taken as `id`; with one, only a peer whose certificate names `id` is.
 ///
 /// Messages the returned actor accepts at runtime (membership changes):
 ///   (peer_up_atom, std::string id, std::string host_port)  add a peer, or move it to a new

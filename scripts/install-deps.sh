@@ -9,7 +9,8 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev libboost-test1.81-dev
   libssl-dev # HTTPS: infinityctl's https:// endpoints and the node's client port
   curl procps clang-format
-  python3 openssl # e2e tests (ctl, http limits): JSON checks, TLS, certificates, attack clients
+  python3 openssl # e2e tests (ctl, http limits, raft tls): JSON checks, TLS, certificates, attack
+                  # clients; scripts/make-raft-certs.sh
   iproute2 nftables # network namespaces and silent drops for the partition tests
   prometheus # promtool checks /metrics; the e2e test scrapes a cluster with a real Prometheus
   chromium # the dashboard test loads /ui in a headless browser

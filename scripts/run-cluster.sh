@@ -7,6 +7,10 @@ bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
 cmake --build build -j2 --target infinitystore infinityctl
 
+# Throwaway CA and node certificates for the Raft port's mutual TLS (config/node*.conf use them);
+# kept once created. Delete config/certs to start over with a new CA.
+bash scripts/make-raft-certs.sh config/certs node1 node2 node3
+
 pids=()
 stop() {
   echo "stopping the cluster..."

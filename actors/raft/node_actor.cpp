@@ -29,6 +29,8 @@ struct raft_node_state {
   uint64_t proposals_committed = 0;
   uint64_t proposals_failed = 0;
   raft_event_log log;
+  peer_authenticator authenticate;
+  uint64_t forged_dropped = 0;
   std::chrono::milliseconds tick_interval{20};
   static inline const char* name = "raft_node";
 };
@@ -192,8 +194,26 @@ client_reply not_from_here() {
   return reply;
 }
 
+/// Whether an RPC claiming to come from `from` may: always from this process, otherwise only
+/// from a node whose connection authenticated as `from` (when there is an authenticator).
+bool authentic(node_pointer self, const std::string& from) {
+  auto& st = self->state;
+  if (!st.authenticate || from_this_process(self))
+    return true;
+  auto id = st.authenticate(self->current_sender()->node());
+  if (id && *id == from)
+    return true;
+  if (st.forged_dropped++ % 1000 == 0 && st.log)
+    st.log("dropped an RPC claiming to be from '" + from + "' on a connection authenticated as " +
+           (id ? "'" + *id + "'" : std::string{"nobody"}) + " (" +
+           std::to_string(st.forged_dropped) + " so far)");
+  return false;
+}
+
 template <class Rpc>
 void on_rpc(node_pointer self, Rpc& rpc) {
+  if (!authentic(self, rpc.from))
+    return;
   self->state.core->handle(rpc);
   carry_out(self);
 }
@@ -201,13 +221,14 @@ void on_rpc(node_pointer self, Rpc& rpc) {
 raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config config,
                                               recovered_state recovered, storage_actor storage,
                                               kv_actor kv, snapshot_actor snapshots, uint64_t seed,
-                                              raft_event_log log) {
+                                              raft_event_log log, peer_authenticator authenticate) {
   auto& st = self->state;
   st.tick_interval = config.tick_interval;
   st.storage = std::move(storage);
   st.kv = std::move(kv);
   st.snapshots = std::move(snapshots);
   st.log = std::move(log);
+  st.authenticate = std::move(authenticate);
   st.core = std::make_unique<raft_core>(std::move(config), std::move(recovered), seed);
   // Monitoring the helpers would hide their failure; linking makes the node fail with them.
   self->link_to(st.storage);
@@ -279,6 +300,8 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
         return promise;
       },
       [self](status_atom) {
+        if (!from_this_process(self))
+          return raft_status{};
         auto& st = self->state;
         auto status = st.core->status();
         status.leader_changes = st.leader_changes;
@@ -330,9 +353,11 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
 
 raft_node_actor spawn_raft_node(caf::actor_system& system, raft_config config,
                                 recovered_state recovered, storage_actor storage, kv_actor kv,
-                                snapshot_actor snapshots, uint64_t seed, raft_event_log log) {
+                                snapshot_actor snapshots, uint64_t seed, raft_event_log log,
+                                peer_authenticator authenticate) {
   return system.spawn(raft_node_impl, std::move(config), std::move(recovered), std::move(storage),
-                      std::move(kv), std::move(snapshots), seed, std::move(log));
+                      std::move(kv), std::move(snapshots), seed, std::move(log),
+                      std::move(authenticate));
 }
 
 raft_core& raft_core_of(const raft_node_actor& node) {

@@ -15,11 +15,19 @@
 //   snapshots -> snapshot_actor (chunks to send and received, loading a received snapshot)
 //   effects   -> the observer from `(observer_atom, actor)`
 //
-// Client requests, timer, connection and observer messages are accepted only from actors of
-// this process: a remote peer may send RPCs and nothing else.
+// Client requests, timer, connection, observer and status messages are accepted only from
+// actors of this process: a remote peer may send RPCs and nothing else. "From this process" is
+// the sender's node, or no sender at all; the Raft port's transport (net/raft_transport.hpp)
+// refuses the two BASP frames that could fake either from outside (anonymous messages, and
+// routed messages, which name their own source node).
+//
+// With an authenticator (TLS on the Raft port), an RPC from another process counts only if the
+// member id its connection authenticated as is the RPC's `from`; anything else is dropped and
+// logged (the first, then every 1000th).
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <caf/all.hpp>
@@ -34,10 +42,15 @@ namespace infinity {
 /// the actor's thread. May be empty.
 using raft_event_log = std::function<void(const std::string&)>;
 
+/// The member id a remote node's connection authenticated as (nothing if none). Called on the
+/// actor's thread; must be thread-safe.
+using peer_authenticator = std::function<std::optional<std::string>(const caf::node_id&)>;
+
 raft_node_actor spawn_raft_node(caf::actor_system& system, raft_config config,
                                 recovered_state recovered, storage_actor storage, kv_actor kv,
                                 snapshot_actor snapshots, uint64_t seed,
-                                raft_event_log log = nullptr);
+                                raft_event_log log = nullptr,
+                                peer_authenticator authenticate = nullptr);
 
 /// The core of a live node actor (tests only; the caller must run on the actor's thread or
 /// under the test coordinator).

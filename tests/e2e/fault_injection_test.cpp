@@ -311,6 +311,13 @@ class cluster {
       nd.log_file = tmp + "/" + nd.id + ".log";
       nodes_.push_back(nd);
     }
+    if (tls_) {
+      // Mutual TLS on the Raft port, as a real deployment runs it (FAULT_RAFT_TLS=0: plain).
+      std::string command = "bash '" MAKE_RAFT_CERTS "' '" + tmp + "/certs'";
+      for (const auto& nd : nodes_)
+        command += " " + nd.id;
+      BOOST_REQUIRE_MESSAGE(std::system(command.c_str()) == 0, "cannot create certificates");
+    }
     for (std::size_t i = 0; i < n; ++i) {
       if (i > 0)
         initial_cluster_ += ",";
@@ -349,6 +356,16 @@ class cluster {
                                   nd.data_dir,
                                   "--initial-cluster",
                                   initial_cluster_};
+    if (tls_) {
+      for (const auto& [option, file] : {std::pair{"--raft-tls-cert", nd.id + ".pem"},
+                                         std::pair{"--raft-tls-key", nd.id + ".key"},
+                                         std::pair{"--raft-tls-ca", std::string{"ca.pem"}}}) {
+        args.push_back(option);
+        args.push_back(tmp_ + "/certs/" + file);
+      }
+    } else {
+      args.push_back("--raft-insecure"); // the partition lab's addresses are not loopback
+    }
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
@@ -448,6 +465,7 @@ class cluster {
 
  private:
   std::string tmp_;
+  bool tls_ = env_u64("FAULT_RAFT_TLS", 1) != 0;
   const test::netns_lab* lab_;
   std::string initial_cluster_;
   std::vector<node> nodes_;

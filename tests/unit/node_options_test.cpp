@@ -240,6 +240,8 @@ BOOST_AUTO_TEST_CASE(shipped_config_files_parse) {
   BOOST_TEST(example.http_body_timeout_ms == defaults.http_body_timeout_ms);
   BOOST_TEST(example.http_write_timeout_ms == defaults.http_write_timeout_ms);
   BOOST_TEST(example.http_tls_cert.empty()); // the shipped default stays plain HTTP
+  BOOST_TEST(example.raft_tls_cert.empty()); // loopback Raft port, no certificates needed
+  BOOST_TEST(!example.raft_insecure);
 
   std::map<std::string, std::string> raft_addrs;
   std::set<std::string> ports;
@@ -252,6 +254,10 @@ BOOST_AUTO_TEST_CASE(shipped_config_files_parse) {
     BOOST_TEST(opts.initial_cluster.at(id) == opts.raft_addr);
     BOOST_TEST(opts.raft_addr.rfind("127.0.0.1:", 0) == 0u);
     BOOST_TEST(opts.http_addr.rfind("127.0.0.1:", 0) == 0u);
+    // The local cluster runs mutual TLS on the Raft port (run-cluster.sh makes the files).
+    BOOST_TEST(opts.raft_tls_cert == "config/certs/" + id + ".pem");
+    BOOST_TEST(opts.raft_tls_key == "config/certs/" + id + ".key");
+    BOOST_TEST(opts.raft_tls_ca == "config/certs/ca.pem");
     ports.insert(opts.raft_addr);
     ports.insert(opts.http_addr);
     raft_addrs[id] = opts.raft_addr;
@@ -260,6 +266,30 @@ BOOST_AUTO_TEST_CASE(shipped_config_files_parse) {
           (opts.initial_cluster == expect_run({"--config", dir + "node1.conf"}).initial_cluster));
   }
   BOOST_TEST(ports.size() == 6u); // no two endpoints share a port
+}
+
+BOOST_AUTO_TEST_CASE(raft_port_security) {
+  auto tls = expect_run(
+      {"--raft-tls-cert", "n.pem", "--raft-tls-key", "n.key", "--raft-tls-ca", "ca.pem"});
+  BOOST_TEST(tls.raft_tls_cert == "n.pem");
+  BOOST_TEST(tls.raft_tls_key == "n.key");
+  BOOST_TEST(tls.raft_tls_ca == "ca.pem");
+  expect_fail({"--raft-tls-cert", "n.pem", "--raft-tls-key", "n.key"}, "--raft-tls-ca");
+  expect_fail({"--raft-tls-ca", "ca.pem"}, "--raft-tls-cert");
+  // No certificates: loopback only, unless --raft-insecure.
+  expect_run({"--raft-addr", "127.0.0.2:8000"});
+  expect_run({"--raft-addr", "[::1]:8000"});
+  expect_run({"--raft-addr", "localhost:8000"});
+  expect_fail({"--raft-addr", "0.0.0.0:8000"}, "not a loopback address");
+  expect_fail({"--raft-addr", "10.1.2.3:8000"}, "not a loopback address");
+  expect_fail({"--raft-addr", "db1.example:8000"}, "not a loopback address");
+  BOOST_TEST(expect_run({"--raft-addr", "10.1.2.3:8000", "--raft-insecure"}).raft_insecure);
+  BOOST_TEST(expect_run({"--raft-addr", "10.1.2.3:8000", "--raft-insecure", "true"}).raft_insecure);
+  expect_fail({"--raft-addr", "10.1.2.3:8000", "--raft-insecure", "false"},
+              "not a loopback address");
+  expect_fail({"--raft-insecure", "maybe"}, "--raft-insecure");
+  expect_run({"--raft-addr", "10.1.2.3:8000", "--raft-tls-cert", "n.pem", "--raft-tls-key", "n.key",
+              "--raft-tls-ca", "ca.pem"});
 }
 
 BOOST_AUTO_TEST_CASE(client_port_limits) {
