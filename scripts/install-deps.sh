@@ -14,6 +14,7 @@ packages=(
   iproute2 nftables # network namespaces and silent drops for the partition tests
   prometheus # promtool checks /metrics; the e2e test scrapes a cluster with a real Prometheus
   chromium # the dashboard test loads /ui in a headless browser
+  strace # crash-point tests: strace -e inject kills a node at its N-th system call
 )
 
 missing=()
