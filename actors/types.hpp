@@ -451,6 +451,9 @@ struct raft_status {
   uint64_t proposals_failed = 0;
   /// Entries in this node's log (after compaction).
   uint64_t log_entries = 0;
+  /// The newest snapshot Raft knows of (0: none) and the log's first index after compaction.
+  uint64_t snapshot_index = 0;
+  uint64_t log_first_index = 1;
   // Counters of the Raft core since it started (leader work; 0 on a node that never led).
   /// Appends carrying entries sent to followers, and the entries they carried (batch size).
   uint64_t appends_sent = 0;

@@ -827,6 +827,8 @@ api_response status_response(const raft_status& status) {
   if (!status.transfer_target.empty())
     body["transferring_to"] = status.transfer_target;
   body["leader_commit_index"] = status.leader_commit;
+  body["snapshot_index"] = status.snapshot_index;
+  body["log_first_index"] = status.log_first_index;
   body["leader_changes"] = status.leader_changes;
   auto response = json_response(200, std::move(body));
   // Read-only and token-protected when tokens are set: the dashboard served by a follower

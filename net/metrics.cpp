@@ -366,6 +366,12 @@ std::string render_metrics(const raft_status& status, const node_metrics* counte
   w.sample("infinity_raft_leader_commit_index", {}, d(status.leader_commit));
   w.family("infinity_raft_log_entries", "gauge", "Entries in this node's log (after compaction).");
   w.sample("infinity_raft_log_entries", {}, d(status.log_entries));
+  w.family("infinity_raft_snapshot_index", "gauge",
+           "Last log index covered by the newest snapshot (0: none yet).");
+  w.sample("infinity_raft_snapshot_index", {}, d(status.snapshot_index));
+  w.family("infinity_raft_log_first_index", "gauge",
+           "First index still in the log; entries before it were compacted into a snapshot.");
+  w.sample("infinity_raft_log_first_index", {}, d(status.log_first_index));
   w.family("infinity_raft_appends_sent_total", "counter",
            "Leader: appends carrying entries sent to followers (heartbeats not counted).");
   w.sample("infinity_raft_appends_sent_total", {}, d(status.appends_sent));

@@ -291,6 +291,8 @@ raft_status raft_core::status() const {
       std::max(commit_index_, std::holds_alternative<leader_role>(role_) ? 0 : leader_commit_hint_);
   result.log_entries =
       log_.last_index() >= log_.first_index() ? log_.last_index() - log_.first_index() + 1 : 0;
+  result.snapshot_index = snapshot_.index;
+  result.log_first_index = log_.first_index();
   result.appends_sent = counters_.appends_sent;
   result.entries_sent = counters_.entries_sent;
   result.read_rounds = counters_.read_rounds;

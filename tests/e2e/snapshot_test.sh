@@ -234,6 +234,17 @@ for n in n1 n2; do
   check "$n keeps at most 2 snapshot files ($(snapshot_files "$n"))" test "$(snapshot_files "$n")" -le 2
 done
 
+status_field() { # status_field NAME FIELD
+  curl -s --max-time 2 "http://$(ep "$1")/status" |
+    python3 -c "import json,sys; print(json.load(sys.stdin).get('$2', -1))"
+}
+check "the leader's /status shows a snapshot ($(status_field "$LEADER" snapshot_index))" \
+  test "$(status_field "$LEADER" snapshot_index)" -gt 0
+check "and a compacted log (first index $(status_field "$LEADER" log_first_index))" \
+  test "$(status_field "$LEADER" log_first_index)" -gt 1
+check "/metrics exports the snapshot index" \
+  sh -c "curl -s 'http://$(ep "$LEADER")/metrics' | grep -Eq '^infinity_raft_snapshot_index [1-9]'"
+
 # == 2. the follower catches up by snapshot ========================================================
 echo "--- 2. n3 restarts behind the compacted log"
 start n3 || abort "cannot restart n3"

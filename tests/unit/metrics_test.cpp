@@ -139,6 +139,8 @@ BOOST_AUTO_TEST_CASE(node_series_carry_status_counters_and_process_facts) {
   status.proposals_committed = 25;
   status.proposals_failed = 2;
   status.log_entries = 41;
+  status.snapshot_index = 30;
+  status.log_first_index = 12;
   status.appends_sent = 10;
   status.entries_sent = 35;
   status.read_rounds = 4;
@@ -180,6 +182,8 @@ BOOST_AUTO_TEST_CASE(node_series_carry_status_counters_and_process_facts) {
   BOOST_TEST(samples.at("infinity_raft_proposals_committed_total") == "25");
   BOOST_TEST(samples.at("infinity_raft_proposals_failed_total") == "2");
   BOOST_TEST(samples.at("infinity_raft_log_entries") == "41");
+  BOOST_TEST(samples.at("infinity_raft_snapshot_index") == "30");
+  BOOST_TEST(samples.at("infinity_raft_log_first_index") == "12");
   BOOST_TEST(samples.at("infinity_raft_appends_sent_total") == "10");
   BOOST_TEST(samples.at("infinity_raft_append_entries_sent_total") == "35");
   BOOST_TEST(samples.at("infinity_raft_read_index_rounds_total") == "4");
