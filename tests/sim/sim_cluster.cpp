@@ -1421,7 +1421,7 @@ random_run_result run_random_seed(uint64_t seed, const random_run_options& run_o
   static constexpr std::size_t write_buffers[] = {0, 64, 256, std::size_t{1} << 20};
   o.faults.write_buffer_bytes = write_buffers[meta() % 4];
   o.faults.max_segment_bytes = 1024 + meta() % (64 * 1024);
-  // Snapshots, compaction and InstallSnapshot in two thirds of the seeds, with thresholds small
+  // Snapshots, compaction and InstallSnapshot in three quarters of the seeds, with thresholds small
   // enough that followers that were down or cut off catch up by snapshot. A separate stream,
   // so the other faults a seed picks stay what they were before snapshots existed.
   std::mt19937_64 snapshot_meta(mix(seed, 0x5AA9));
