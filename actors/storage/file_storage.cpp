@@ -1,4 +1,5 @@
 #include "actors/storage/file_storage.hpp"
+#include "actors/storage/little_endian.hpp"
 
 #include <algorithm>
 #include <array>
@@ -82,29 +83,10 @@ constexpr std::string_view identity_magic = "IID1";
 /// either reached the disk or still holds what was there (zeros, for fresh space).
 constexpr std::size_t sector_bytes = 512;
 
-void put_u32(std::string& out, uint32_t value) {
-  for (int shift = 0; shift < 32; shift += 8)
-    out.push_back(static_cast<char>((value >> shift) & 0xFFu));
-}
-
-void put_u64(std::string& out, uint64_t value) {
-  for (int shift = 0; shift < 64; shift += 8)
-    out.push_back(static_cast<char>((value >> shift) & 0xFFu));
-}
-
-uint32_t get_u32(const char* in) {
-  uint32_t value = 0;
-  for (int i = 3; i >= 0; --i)
-    value = (value << 8) | static_cast<unsigned char>(in[i]);
-  return value;
-}
-
-uint64_t get_u64(const char* in) {
-  uint64_t value = 0;
-  for (int i = 7; i >= 0; --i)
-    value = (value << 8) | static_cast<unsigned char>(in[i]);
-  return value;
-}
+using little_endian::get_u32;
+using little_endian::get_u64;
+using little_endian::put_u32;
+using little_endian::put_u64;
 
 std::string hex32(uint32_t value) {
   char text[16];
