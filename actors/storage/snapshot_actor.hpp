@@ -10,7 +10,7 @@
 //        received from the leader, durable before the answer; a chunk at another offset than
 //        the bytes held is refused with that offset, so the leader resumes there.
 //   (snapshot_load_atom, info)                     -> restored_state_machine  a received
-//        snapshot, verified and parsed here (not on the Raft or KV actor's thread).
+//        snapshot (verified when its last chunk arrived), parsed here, off the Raft and KV threads.
 // Detached in production: file I/O and serialization never block the scheduler's workers.
 // Failures are answered (never thrown at the caller): a failed write is retried by the KV actor
 // at its next threshold, a failed receive starts the transfer over.
