@@ -91,40 +91,23 @@ void handle_write(session_actor* self, uint64_t position, const http::api_reques
           });
 }
 
+/// Answers from this node's applied state, on this thread: no message to another actor.
 void read_local(session_actor* self, uint64_t position, const std::string& key) {
-  auto timeout = self->state.config.read_timeout;
-  self->request(self->state.config.kv, timeout, kv_get_atom::value, key)
-      .then(
-          [=](bool found, const std::string& value) {
-            finish(self, position, false, http::get_response(key, found, value));
-          },
-          [=](const caf::error& error) {
-            finish(self, position, false,
-                   http::read_failed_response(describe(self, error, timeout)));
-          });
+  auto value = self->state.config.view->get(key);
+  finish(self, position, false, http::get_response(key, value.has_value(), value ? *value : ""));
 }
 
 void handle_get(session_actor* self, uint64_t position, const http::api_request& req) {
   const auto& get = std::get<http::get_request>(req.body);
   if (get.consistency == http::read_consistency::stale) {
     // Even a stale read must not serve a removed node's frozen copy as if it were a member's.
-    auto timeout = self->state.config.status_timeout;
-    self->request(self->state.config.raft, timeout, status_atom::value)
-        .then(
-            [=](const raft_status& status) {
-              if (status.removed)
-                finish(self, position, false,
-                       http::removed_response("this node was removed from the cluster "
-                                              "(configuration at index " +
-                                              std::to_string(status.removed_at_index) +
-                                              ") and no longer serves"));
-              else
-                read_local(self, position, std::get<http::get_request>(req.body).key);
-            },
-            [=](const caf::error& error) {
-              finish(self, position, false,
-                     http::read_failed_response(describe(self, error, timeout)));
-            });
+    if (auto removed_at = self->state.config.view->removed_at_index(); removed_at > 0)
+      finish(self, position, false,
+             http::removed_response("this node was removed from the cluster (configuration at "
+                                    "index " +
+                                    std::to_string(removed_at) + ") and no longer serves"));
+    else
+      read_local(self, position, get.key);
     return;
   }
   auto timeout = self->state.config.read_timeout;

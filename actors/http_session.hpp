@@ -25,6 +25,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/kv/local_read_view.hpp"
 #include "actors/protocols.hpp"
 #include "net/http_api.hpp"
 #include "net/metrics.hpp"
@@ -37,12 +38,13 @@ using http_req_atom = caf::atom_constant<caf::atom("httpreq")>;
 
 struct http_session_config {
   raft_node_actor raft;
-  kv_actor kv;
+  /// The node's applied state and removal, read without messages (never null).
+  std::shared_ptr<const local_read_view> view;
   /// Nonzero (0 would opt out of deduplication).
   uint64_t client_id = 1;
   /// How long a write may wait for commit; past it the outcome is unknown (500).
   caf::timespan write_timeout = std::chrono::seconds(5);
-  /// For each step of a read (the barrier, then the local get).
+  /// For a linearizable read's barrier.
   caf::timespan read_timeout = std::chrono::seconds(5);
   /// For the status query of a request with `redirect=true` (the leader's advertised address).
   caf::timespan status_timeout = std::chrono::seconds(2);

@@ -55,8 +55,6 @@ using snapshot_write_atom = caf::atom_constant<caf::atom("snapwrite")>;
 using snapshot_read_atom = caf::atom_constant<caf::atom("snapread")>;
 using snapshot_store_atom = caf::atom_constant<caf::atom("snapstore")>;
 using snapshot_load_atom = caf::atom_constant<caf::atom("snapload")>;
-/// KV state machine, local copy: (kv_get_atom, key) -> (bool found, std::string value).
-using kv_get_atom = caf::atom_constant<caf::atom("kvget")>;
 
 // -- inspect
 // ---------------------------------------------------------------------------------------

@@ -65,8 +65,7 @@ using snapshot_actor = caf::typed_actor<
 using kv_actor =
     caf::typed_actor<caf::replies_to<apply_batch>::with<applied_batch>,
                      caf::reacts_to<kv_reset_atom>,
-                     caf::reacts_to<kv_install_atom, restored_state_machine>,
-                     caf::replies_to<kv_get_atom, std::string>::with<bool, std::string>>;
+                     caf::reacts_to<kv_install_atom, restored_state_machine>>;
 
 using storage_actor =
     caf::typed_actor<caf::replies_to<persist_request>::with<persisted_atom, uint64_t>,

@@ -78,6 +78,7 @@ struct node_runtime::impl {
   std::shared_ptr<raft_transport> transport;
   raft_node_actor raft;
   kv_actor kv;
+  std::shared_ptr<local_read_view> read_view = std::make_shared<local_read_view>();
   storage_actor storage;
   snapshot_actor snapshots;
   caf::actor connector;
@@ -242,7 +243,7 @@ std::string node_runtime::start() {
   if (snapshot.machine)
     initial = restored_state_machine{
         recovered.snapshot, std::make_shared<kv_state_machine>(std::move(*snapshot.machine))};
-  d.kv = spawn_kv_actor(*d.system, nullptr, std::move(policy), std::move(initial));
+  d.kv = spawn_kv_actor(*d.system, nullptr, std::move(policy), std::move(initial), d.read_view);
   d.raft = spawn_raft_node(
       *d.system, raft_cfg, std::move(recovered), d.storage, d.kv, d.snapshots, seed ^ 0x5bd1e995,
       [&d](const std::string& line) { d.info(line); },
@@ -250,7 +251,8 @@ std::string node_runtime::start() {
           ? peer_authenticator{[t = d.transport](const caf::node_id& node) {
               return t->peer_identity(node);
             }}
-          : peer_authenticator{});
+          : peer_authenticator{},
+      d.read_view);
   // The node is useless without its Raft actor (e.g. storage failed an fsync and took it down):
   // exit non-zero rather than answer every request with an error.
   caf::actor_cast<caf::abstract_actor*>(d.raft)->attach_functor([this](const caf::error& reason) {
@@ -289,7 +291,7 @@ std::string node_runtime::start() {
     d.joiner = spawn_join_requester(*d.system, std::move(join));
   }
 
-  d.server->start(caf::actor_cast<caf::actor>(d.raft), caf::actor_cast<caf::actor>(d.kv));
+  d.server->start(caf::actor_cast<caf::actor>(d.raft), d.read_view);
   d.info("node " + opts.node_id + " ready: http " + d.server->local_address());
   return {};
 }

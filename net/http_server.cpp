@@ -70,7 +70,7 @@ struct server_core {
   std::condition_variable all_gone;
   bool stopping = false;
   caf::actor raft;
-  caf::actor kv;
+  std::shared_ptr<const local_read_view> view;
   std::mt19937_64 client_ids;
   std::vector<std::weak_ptr<closable>> connections;
   /// Connection objects alive (stop waits for 0), and open sockets per role (the limits).
@@ -158,10 +158,10 @@ class connection final : public closable, public std::enable_shared_from_this<co
     asio::post(executor(), [self = this->shared_from_this()] { self->close(); });
   }
 
-  void start(caf::actor raft, caf::actor kv, uint64_t client_id) {
+  void start(caf::actor raft, std::shared_ptr<const local_read_view> view, uint64_t client_id) {
     guarded([&] {
       raft_ = std::move(raft);
-      kv_ = std::move(kv);
+      view_ = std::move(view);
       client_id_ = client_id;
       // The first request's headers (and the TLS handshake before them) must arrive in time.
       deadline_ = clock_type::now() + core_->options.header_timeout;
@@ -327,7 +327,7 @@ class connection final : public closable, public std::enable_shared_from_this<co
     const auto& opts = core_->options;
     http_session_config config;
     config.raft = caf::actor_cast<raft_node_actor>(std::move(raft_));
-    config.kv = caf::actor_cast<kv_actor>(std::move(kv_));
+    config.view = std::move(view_);
     config.client_id = client_id_;
     config.write_timeout = opts.write_request_timeout;
     config.read_timeout = opts.read_request_timeout;
@@ -670,7 +670,7 @@ class connection final : public closable, public std::enable_shared_from_this<co
   bool slot_released_ = false;
   /// Handed to the session actor when it is spawned (after the TLS handshake).
   caf::actor raft_;
-  caf::actor kv_;
+  std::shared_ptr<const local_read_view> view_;
   uint64_t client_id_ = 0;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   /// When the current read phase must be done; unset while idle between requests.
@@ -869,7 +869,7 @@ struct http_server::impl {
     connection_role role = connection_role::serve;
     bool refuse = false;
     caf::actor raft;
-    caf::actor kv;
+    std::shared_ptr<const local_read_view> view;
     uint64_t client_id = 0;
     {
       std::lock_guard<std::mutex> guard{core->mutex};
@@ -884,7 +884,7 @@ struct http_server::impl {
         refuse = true; // no room even for a 503
       }
       raft = core->raft;
-      kv = core->kv;
+      view = core->view;
       do
         client_id = core->client_ids();
       while (client_id == 0);
@@ -901,9 +901,9 @@ struct http_server::impl {
                         ") reached; answering new connections 503");
     std::shared_ptr<closable> handle;
     if (core->tls)
-      handle = launch<tls_stream>(std::move(socket), role, raft, kv, client_id);
+      handle = launch<tls_stream>(std::move(socket), role, raft, view, client_id);
     else
-      handle = launch<plain_stream>(std::move(socket), role, raft, kv, client_id);
+      handle = launch<plain_stream>(std::move(socket), role, raft, view, client_id);
     std::lock_guard<std::mutex> guard{core->mutex};
     auto& list = core->connections;
     if (list.size() >= 2 * core->live_connections + 64)
@@ -916,7 +916,8 @@ struct http_server::impl {
 
   template <class Stream>
   std::shared_ptr<closable> launch(tcp::socket socket, connection_role role, caf::actor raft,
-                                   caf::actor kv, uint64_t client_id) {
+                                   std::shared_ptr<const local_read_view> view,
+                                   uint64_t client_id) {
     std::shared_ptr<connection<Stream>> conn;
     try {
       {
@@ -931,7 +932,7 @@ struct http_server::impl {
       throw;
     }
     asio::dispatch(conn->executor(),
-                   [conn, raft, kv, client_id] { conn->start(raft, kv, client_id); });
+                   [conn, raft, view, client_id] { conn->start(raft, view, client_id); });
     return conn;
   }
 
@@ -964,7 +965,7 @@ std::string http_server::local_address() const {
   return endpoint_text(impl_->bound);
 }
 
-void http_server::start(caf::actor raft, caf::actor kv) {
+void http_server::start(caf::actor raft, std::shared_ptr<const local_read_view> view) {
   auto& d = *impl_;
   if (d.started || d.stopped)
     return;
@@ -972,7 +973,7 @@ void http_server::start(caf::actor raft, caf::actor kv) {
   {
     std::lock_guard<std::mutex> guard{d.core->mutex};
     d.core->raft = std::move(raft);
-    d.core->kv = std::move(kv);
+    d.core->view = std::move(view);
   }
   d.work.emplace(d.ioc->get_executor());
   asio::post(d.acceptor_strand, [&d] { d.accept(); });
@@ -1027,7 +1028,7 @@ void http_server::stop() {
     all_closed = d.core->all_gone.wait_for(lock, std::chrono::seconds(3),
                                            [&] { return d.core->live_connections == 0; });
     d.core->raft = nullptr;
-    d.core->kv = nullptr;
+    d.core->view = nullptr;
   }
   if (!all_closed)
     d.core->log("http: stopped with connections still winding down");

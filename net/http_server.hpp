@@ -29,6 +29,7 @@
 
 #include <caf/fwd.hpp>
 
+#include "actors/kv/local_read_view.hpp"
 #include "net/http_api.hpp"
 #include "net/metrics.hpp"
 
@@ -104,8 +105,8 @@ class http_server {
   /// "ADDRESS:PORT" actually bound.
   std::string local_address() const;
 
-  /// Starts accepting; requests go to `raft` and `kv`. Call once.
-  void start(caf::actor raft, caf::actor kv);
+  /// Starts accepting; requests go to `raft`, reads are served from `view`. Call once.
+  void start(caf::actor raft, std::shared_ptr<const local_read_view> view);
 
   /// Idempotent; waits (bounded, a few seconds) for connections to wind down.
   void stop();

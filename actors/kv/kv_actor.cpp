@@ -1,5 +1,6 @@
 #include "actors/kv/kv_actor.hpp"
 
+#include "actors/kv/local_read_view.hpp"
 #include "actors/messages.hpp"
 
 namespace infinity {
@@ -10,7 +11,10 @@ namespace {
 constexpr uint64_t snapshot_ratio = 4;
 
 struct kv_actor_state {
-  kv_state_machine machine;
+  /// Shared with the read view's readers; replaced (never moved into) when the state is reset
+  /// or installed, so a reader keeps a consistent machine.
+  std::shared_ptr<kv_state_machine> machine = std::make_shared<kv_state_machine>();
+  std::shared_ptr<local_read_view> view;
   apply_observer observer;
   kv_snapshot_policy policy;
   /// The newest durable snapshot (index 0: none), reported to Raft with every batch.
@@ -31,7 +35,7 @@ using kv_pointer = kv_actor::stateful_pointer<kv_actor_state>;
 void maybe_snapshot(kv_pointer self) {
   auto& st = self->state;
   const auto& policy = st.policy;
-  if (!policy.snapshots || st.snapshot_in_progress || st.machine.last_applied() <= st.latest.index)
+  if (!policy.snapshots || st.snapshot_in_progress || st.machine->last_applied() <= st.latest.index)
     return;
   const bool by_entries =
       policy.every_entries > 0 && st.entries_since_snapshot >= policy.every_entries;
@@ -40,10 +44,10 @@ void maybe_snapshot(kv_pointer self) {
     return;
   // Never while the log since the last snapshot is small beside the state: a large state machine
   // would otherwise be rewritten every few thousand entries (LogCabin's snapshot ratio).
-  if (st.bytes_since_snapshot * snapshot_ratio < st.machine.data_bytes())
+  if (st.bytes_since_snapshot * snapshot_ratio < st.machine->data_bytes())
     return;
   snapshot_job job;
-  job.image = std::make_shared<const kv_state_machine::image>(st.machine.freeze());
+  job.image = std::make_shared<const kv_state_machine::image>(st.machine->freeze());
   job.info.index = job.image->last_applied;
   job.info.term = job.image->last_applied_term;
   job.info.config = job.image->config;
@@ -61,21 +65,32 @@ void maybe_snapshot(kv_pointer self) {
           [self](const caf::error&) { self->state.snapshot_in_progress = false; });
 }
 
+void replace_machine(kv_pointer self, std::shared_ptr<kv_state_machine> machine) {
+  auto& st = self->state;
+  st.machine = std::move(machine);
+  if (st.view)
+    st.view->publish(st.machine);
+}
+
 kv_actor::behavior_type kv_impl(kv_pointer self, apply_observer observer, kv_snapshot_policy policy,
-                                std::optional<restored_state_machine> initial) {
+                                std::optional<restored_state_machine> initial,
+                                std::shared_ptr<local_read_view> view) {
   auto& st = self->state;
   st.observer = std::move(observer);
   st.policy = std::move(policy);
+  st.view = std::move(view);
   if (initial) {
-    st.machine = std::move(*initial->machine);
+    replace_machine(self, std::move(initial->machine));
     st.latest = initial->info;
+  } else {
+    replace_machine(self, std::make_shared<kv_state_machine>());
   }
   return {
       [self](const apply_batch& batch) {
         auto& st = self->state;
         applied_batch out;
         for (const auto& entry : batch.entries) {
-          auto effect = st.machine.apply(entry);
+          auto effect = st.machine->apply(entry);
           ++st.entries_since_snapshot;
           st.bytes_since_snapshot += entry.data.size();
           if (entry.kind == entry_kind::command)
@@ -83,28 +98,23 @@ kv_actor::behavior_type kv_impl(kv_pointer self, apply_observer observer, kv_sna
           if (st.observer)
             st.observer(entry, effect);
         }
-        out.last_applied = st.machine.last_applied();
+        out.last_applied = st.machine->last_applied();
         maybe_snapshot(self);
         out.snapshot = st.latest;
         return out;
       },
       [self](kv_reset_atom) {
         // Only a node without snapshots joins another cluster (the Raft core refuses otherwise).
-        self->state.machine = kv_state_machine{};
+        replace_machine(self, std::make_shared<kv_state_machine>());
         self->state.latest = snapshot_info{};
       },
       [self](kv_install_atom, restored_state_machine& restored) {
         auto& st = self->state;
-        st.machine = std::move(*restored.machine);
+        // The Raft node may have published this very machine already (local_read_view.hpp).
+        replace_machine(self, std::move(restored.machine));
         st.note_snapshot(restored.info);
         st.entries_since_snapshot = 0;
         st.bytes_since_snapshot = 0;
-      },
-      [self](kv_get_atom, const std::string& key) -> caf::result<bool, std::string> {
-        auto value = self->state.machine.get(key);
-        if (!value)
-          return {false, std::string{}};
-        return {true, std::move(*value)};
       },
   };
 }
@@ -126,8 +136,10 @@ const char* to_string(kv_state_machine::apply_effect effect) {
 }
 
 kv_actor spawn_kv_actor(caf::actor_system& system, apply_observer observer,
-                        kv_snapshot_policy policy, std::optional<restored_state_machine> initial) {
-  return system.spawn(kv_impl, std::move(observer), std::move(policy), std::move(initial));
+                        kv_snapshot_policy policy, std::optional<restored_state_machine> initial,
+                        std::shared_ptr<local_read_view> view) {
+  return system.spawn(kv_impl, std::move(observer), std::move(policy), std::move(initial),
+                      std::move(view));
 }
 
 } // namespace infinity

@@ -1,4 +1,4 @@
-// The KV state machine actor: applies committed entries and serves local reads.
+// The KV state machine actor: applies committed entries and publishes the result to readers.
 //
 // Protocol (`kv_actor` in protocols.hpp):
 //   apply_batch             -> applied_batch   entries must continue the applied prefix; applied
@@ -6,10 +6,10 @@
 //   kv_reset_atom                              forget everything (a node joining another cluster)
 //   (kv_install_atom, restored_state_machine)  replace the state with one restored from a
 //                                              snapshot the leader sent
-//   (kv_get_atom, key)      -> (bool found, std::string value) from the local copy: only as
-//                                              fresh as what was applied here
-// The Raft node is its only writer; reads that must be linearizable first pass the Raft read
-// barrier (read_atom) and only then ask this actor.
+// Reads take no message: sessions (and the simulator's clients) read through `local_read_view`
+// (local_read_view.hpp), which this actor keeps pointing at its current state machine. The Raft
+// node is its only writer; reads that must be linearizable first pass the Raft read barrier
+// (read_atom), which answers once this actor has applied the read index.
 //
 // Snapshots: once the entries (or their bytes) applied since the last snapshot pass the policy's
 // threshold, the actor freezes an image (a copy of shard pointers, not of the data) and hands it
@@ -25,6 +25,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/kv/local_read_view.hpp"
 #include "actors/kv/state_machine.hpp"
 #include "actors/protocols.hpp"
 
@@ -45,8 +46,10 @@ struct kv_snapshot_policy {
 };
 
 /// `initial`: the state restored from the newest snapshot at startup (with its info), if any.
+/// `view`: where the actor publishes its state machine for readers on other threads (may be null).
 kv_actor spawn_kv_actor(caf::actor_system& system, apply_observer observer = nullptr,
                         kv_snapshot_policy policy = {},
-                        std::optional<restored_state_machine> initial = std::nullopt);
+                        std::optional<restored_state_machine> initial = std::nullopt,
+                        std::shared_ptr<local_read_view> view = nullptr);
 
 } // namespace infinity

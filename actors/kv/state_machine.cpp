@@ -1,6 +1,7 @@
 #include "actors/kv/state_machine.hpp"
 
 #include <algorithm>
+#include <mutex>
 #include <stdexcept>
 
 #include "actors/kv/command_codec.hpp"
@@ -80,7 +81,9 @@ kv_state_machine::apply_effect kv_state_machine::apply(const log_entry& entry) {
     }
     command_id_expiry_.emplace_back(entry.index, id);
   }
-  auto& data = writable(shard_of(command.key));
+  const auto shard_index = shard_of(command.key);
+  std::unique_lock<std::shared_mutex> readers_wait{(*shard_locks_)[shard_index]};
+  auto& data = writable(shard_index);
   switch (command.op) {
   case kv_op::set: {
     auto [it, inserted] = data.try_emplace(command.key);
@@ -106,7 +109,9 @@ kv_state_machine::apply_effect kv_state_machine::apply(const log_entry& entry) {
 }
 
 std::optional<std::string> kv_state_machine::get(const std::string& key) const {
-  const auto& data = *shards_[shard_of(key)];
+  const auto index = shard_of(key);
+  std::shared_lock<std::shared_mutex> no_writer{(*shard_locks_)[index]};
+  const auto& data = *shards_[index];
   auto i = data.find(key);
   if (i == data.end())
     return std::nullopt;

@@ -3,7 +3,8 @@
 // Contract: `apply` must be called with every committed entry exactly once, in log order
 // (index = last_applied() + 1); it is deterministic, so replicas that applied the same prefix hold
 // the same map. It never fails: an entry it cannot decode is counted and skipped on every replica
-// alike. Not thread-safe; the KV actor owns one.
+// alike. One writer (the KV actor); `get` may run on any thread at the same time: each shard has
+// a reader/writer lock that `apply` holds only while it changes that shard.
 //
 // Snapshots without stopping the world: the map is split into `shard_count` shards, each held by
 // a shared pointer. `freeze()` copies the shard pointers (and the bounded deduplication table),
@@ -20,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -51,6 +53,7 @@ class kv_state_machine {
 
   apply_effect apply(const log_entry& entry);
 
+  /// Thread-safe against `apply` (a shared lock on the key's shard).
   std::optional<std::string> get(const std::string& key) const;
 
   uint64_t last_applied() const { return last_applied_; }
@@ -127,6 +130,9 @@ class kv_state_machine {
   size_t size_ = 0;
   uint64_t data_bytes_ = 0;
   std::array<std::shared_ptr<shard>, shard_count> shards_;
+  /// Behind a pointer so the machine stays movable (it is moved only before anyone reads it).
+  std::unique_ptr<std::array<std::shared_mutex, shard_count>> shard_locks_ =
+      std::make_unique<std::array<std::shared_mutex, shard_count>>();
   std::unordered_set<command_id, command_id_hash> recent_command_ids_;
   /// (index, id) in apply order, so expiry is deterministic across replicas.
   std::deque<std::pair<uint64_t, command_id>> command_id_expiry_;

@@ -145,6 +145,8 @@ class raft_core {
   const membership& members() const { return members_; }
   const membership& learners() const { return learners_; }
   bool removed() const { return removed_at_ > 0; }
+  /// The configuration index that removed this node (0 while it is a member).
+  uint64_t removed_at_index() const { return removed_at_; }
   const std::string& cluster_id() const { return cluster_id_; }
   uint64_t repair_until_index() const { return repair_until_; }
   /// The latest durable snapshot this node knows of (index 0: none).

@@ -32,6 +32,8 @@ struct raft_node_state {
   peer_authenticator authenticate;
   uint64_t forged_dropped = 0;
   std::chrono::milliseconds tick_interval{20};
+  /// What sessions read without asking us (may be null).
+  std::shared_ptr<local_read_view> view;
   static inline const char* name = "raft_node";
 };
 
@@ -106,6 +108,10 @@ void apply_effect(node_pointer self, const raft_effect& effect) {
             [self](restored_state_machine& restored) {
               // The KV actor gets the new state before any batch Raft applies after it.
               auto info = restored.info;
+              // Published here, not when the KV actor gets it: the core answers waiting reads
+              // once restored, and they must not find the old state in the view.
+              if (self->state.view)
+                self->state.view->publish(restored.machine);
               self->send(self->state.kv, kv_install_atom::value, std::move(restored));
               self->state.core->state_machine_restored(info);
               carry_out(self);
@@ -174,6 +180,8 @@ void carry_out(node_pointer self) {
       st.log(line);
   if (out.flush_requested)
     self->send(self, flush_atom::value);
+  if (st.view)
+    st.view->set_removed_at_index(st.core->removed_at_index());
   if (const auto& leader = st.core->leader_id(); !leader.empty() && leader != st.last_leader) {
     st.last_leader = leader;
     ++st.leader_changes;
@@ -221,8 +229,10 @@ void on_rpc(node_pointer self, Rpc& rpc) {
 raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config config,
                                               recovered_state recovered, storage_actor storage,
                                               kv_actor kv, snapshot_actor snapshots, uint64_t seed,
-                                              raft_event_log log, peer_authenticator authenticate) {
+                                              raft_event_log log, peer_authenticator authenticate,
+                                              std::shared_ptr<local_read_view> view) {
   auto& st = self->state;
+  st.view = std::move(view);
   st.tick_interval = config.tick_interval;
   st.storage = std::move(storage);
   st.kv = std::move(kv);
@@ -354,10 +364,11 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
 raft_node_actor spawn_raft_node(caf::actor_system& system, raft_config config,
                                 recovered_state recovered, storage_actor storage, kv_actor kv,
                                 snapshot_actor snapshots, uint64_t seed, raft_event_log log,
-                                peer_authenticator authenticate) {
+                                peer_authenticator authenticate,
+                                std::shared_ptr<local_read_view> view) {
   return system.spawn(raft_node_impl, std::move(config), std::move(recovered), std::move(storage),
                       std::move(kv), std::move(snapshots), seed, std::move(log),
-                      std::move(authenticate));
+                      std::move(authenticate), std::move(view));
 }
 
 raft_core& raft_core_of(const raft_node_actor& node) {

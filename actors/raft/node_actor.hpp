@@ -14,6 +14,8 @@
 //   state     -> kv_actor (`apply_batch` -> `applied_batch`, which names its newest snapshot)
 //   snapshots -> snapshot_actor (chunks to send and received, loading a received snapshot)
 //   effects   -> the observer from `(observer_atom, actor)`
+//   readers   -> local_read_view: whether this node was removed (after every input), and a
+//                restored state machine before the KV actor installs it
 //
 // Client requests, timer, connection, observer and status messages are accepted only from
 // actors of this process: a remote peer may send RPCs and nothing else. "From this process" is
@@ -32,6 +34,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/kv/local_read_view.hpp"
 #include "actors/protocols.hpp"
 #include "actors/raft/core.hpp"
 #include "actors/raft/raft_config.hpp"
@@ -50,7 +53,8 @@ raft_node_actor spawn_raft_node(caf::actor_system& system, raft_config config,
                                 recovered_state recovered, storage_actor storage, kv_actor kv,
                                 snapshot_actor snapshots, uint64_t seed,
                                 raft_event_log log = nullptr,
-                                peer_authenticator authenticate = nullptr);
+                                peer_authenticator authenticate = nullptr,
+                                std::shared_ptr<local_read_view> view = nullptr);
 
 /// The core of a live node actor (tests only; the caller must run on the actor's thread or
 /// under the test coordinator).

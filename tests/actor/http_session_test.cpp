@@ -12,6 +12,8 @@
 
 #include "actors/http_session.hpp"
 #include "actors/kv/command_codec.hpp"
+#include "actors/kv/local_read_view.hpp"
+#include "actors/kv/state_machine.hpp"
 #include "actors/messages.hpp"
 #include "actors/protocols.hpp"
 
@@ -105,23 +107,25 @@ stub_raft_actor::behavior_type stub_raft(stub_raft_actor::stateful_pointer<stub_
   };
 }
 
-kv_actor::behavior_type stub_kv(kv_actor::pointer, std::map<std::string, std::string> data) {
-  return {
-      [=](const apply_batch& batch) {
-        applied_batch out;
-        if (!batch.entries.empty())
-          out.last_applied = batch.entries.back().index;
-        return out;
-      },
-      [=](kv_reset_atom) {},
-      [=](kv_install_atom, restored_state_machine&) {},
-      [=](kv_get_atom, const std::string& key) -> caf::result<bool, std::string> {
-        auto it = data.find(key);
-        if (it == data.end())
-          return {false, std::string{}};
-        return {true, it->second};
-      },
-  };
+/// The session's local reads: a real state machine holding `data`, published like the KV actor
+/// does.
+std::shared_ptr<local_read_view> view_with(const std::map<std::string, std::string>& data) {
+  auto machine = std::make_shared<kv_state_machine>();
+  uint64_t index = 0;
+  for (const auto& [key, value] : data) {
+    kv_command command;
+    command.key = key;
+    command.value = value;
+    log_entry entry;
+    entry.index = ++index;
+    entry.term = 1;
+    entry.kind = entry_kind::command;
+    entry.data = encode_command(command);
+    machine->apply(entry);
+  }
+  auto view = std::make_shared<local_read_view>();
+  view->publish(machine);
+  return view;
 }
 
 struct test_config : caf::actor_system_config {
@@ -154,14 +158,13 @@ struct fixture {
   std::shared_ptr<std::vector<http::api_response>> responses =
       std::make_shared<std::vector<http::api_response>>();
   caf::actor raft = caf::actor_cast<caf::actor>(sys.spawn(stub_raft, book));
-  caf::actor kv = caf::actor_cast<caf::actor>(
-      sys.spawn(stub_kv, std::map<std::string, std::string>{{"a", "A"}, {"b", "B"}}));
+  std::shared_ptr<local_read_view> view = view_with({{"a", "A"}, {"b", "B"}});
   caf::actor session;
 
   explicit fixture(std::function<void(http_session_config&)> tweak = nullptr) {
     http_session_config config;
     config.raft = caf::actor_cast<raft_node_actor>(raft);
-    config.kv = caf::actor_cast<kv_actor>(kv);
+    config.view = view;
     config.client_id = 0xC0FFEE;
     if (tweak)
       tweak(config);
@@ -173,7 +176,7 @@ struct fixture {
 
   // Teardown gotcha (notes §4): the system hangs in its destructor while actors are alive.
   ~fixture() {
-    for (auto& actor : {session, raft, kv})
+    for (auto& actor : {session, raft})
       caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
     sched.run();
   }
@@ -338,8 +341,7 @@ BOOST_AUTO_TEST_CASE(linearizable_reads_pass_the_read_barrier) {
 // frozen copy as if it were a member's.
 BOOST_AUTO_TEST_CASE(a_removed_node_refuses_stale_and_linearizable_reads) {
   fixture f;
-  f.book->status.removed = true;
-  f.book->status.removed_at_index = 9;
+  f.view->set_removed_at_index(9); // what the Raft node publishes
   f.submit("GET", "/get?key=a&consistency=stale");
   f.submit("GET", "/get?key=a");
   auto removed = reply_of(reply_status::removed, 0, 4, "");
@@ -400,7 +402,7 @@ BOOST_AUTO_TEST_CASE(status_times_out) {
   http_session_config config;
   // Only the status request matters here: a partial stand-in is enough (and cast like a remote).
   config.raft = caf::actor_cast<raft_node_actor>(silent);
-  config.kv = caf::actor_cast<kv_actor>(f.kv);
+  config.view = f.view;
   config.status_timeout = 1s;
   auto sink = f.responses;
   auto session = spawn_http_session(

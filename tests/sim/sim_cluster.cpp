@@ -299,6 +299,7 @@ struct client_access {
 // -- history clients: one operation at a time, recorded for the linearizability checker --------
 
 using history_tick_atom = caf::atom_constant<caf::atom("htick")>;
+using history_get_atom = caf::atom_constant<caf::atom("hget")>;
 
 struct history_client_state {
   bool running = true;
@@ -345,12 +346,12 @@ caf::behavior history_client_impl(caf::stateful_actor<history_client_state>* sel
     op.kind = lin::op_kind::get;
     auto position = net->begin_operation(op);
     auto target = net->current_handle(node);
-    auto kv = net->kv_handle(node);
-    if (!target || !kv) {
+    auto view = net->read_view(node);
+    if (!target || !view) {
       done(position, lin::outcome::failed);
       return;
     }
-    // ReadIndex through this node (forwarded to the leader), then its own state machine.
+    // ReadIndex through this node (forwarded to the leader), then its own applied state.
     self->request(target, std::chrono::seconds(1), read_atom::value)
         .then(
             [=](const client_reply& result) {
@@ -358,15 +359,12 @@ caf::behavior history_client_impl(caf::stateful_actor<history_client_state>* sel
                 done(position, lin::outcome::failed);
                 return;
               }
-              self->request(kv, std::chrono::seconds(1), kv_get_atom::value, key)
-                  .then(
-                      [=](bool found, const std::string& value) {
-                        auto& recorded = net->operation_at(position);
-                        recorded.found = found;
-                        recorded.value = value;
-                        done(position, lin::outcome::ok);
-                      },
-                      [=](caf::error&) { done(position, lin::outcome::failed); });
+              // As an HTTP session reads: the view, on this thread, right after the barrier.
+              auto value = view->get(key);
+              auto& recorded = net->operation_at(position);
+              recorded.found = value.has_value();
+              recorded.value = value.value_or("");
+              done(position, lin::outcome::ok);
             },
             [=](caf::error&) { done(position, lin::outcome::failed); });
   };
@@ -421,7 +419,7 @@ caf::behavior history_client_impl(caf::stateful_actor<history_client_state>* sel
         do_get(node, key, true);
       },
       // One linearizable read outside the random loop (the final reads after healing).
-      [=](kv_get_atom, size_t node, std::string& key) { do_get(node, key, false); },
+      [=](history_get_atom, size_t node, std::string& key) { do_get(node, key, false); },
       [=](client_stop_atom) { self->state.running = false; },
   };
 }
@@ -569,6 +567,7 @@ void cluster::spawn_node(size_t index) {
     initial = restored_state_machine{
         recovered.snapshot, std::make_shared<kv_state_machine>(std::move(*startup.machine))};
   }
+  slot.read_view = std::make_shared<local_read_view>();
   slot.kv = spawn_kv_actor(
       *system_,
       [this, index, incarnation](const log_entry& entry, kv_state_machine::apply_effect effect) {
@@ -586,7 +585,7 @@ void cluster::spawn_node(size_t index) {
                                 " applied a different entry at index " +
                                 std::to_string(entry.index);
       },
-      std::move(policy), std::move(initial));
+      std::move(policy), std::move(initial), slot.read_view);
   raft_config config = opts_.base_config;
   config.id = slot.id;
   config.members.clear();
@@ -599,7 +598,8 @@ void cluster::spawn_node(size_t index) {
   }
   slot.raft = spawn_raft_node(*system_, config, std::move(recovered), slot.storage, slot.kv,
                               slot.snapshots, mix(mix(opts_.seed, index), slot.incarnation),
-                              [this](const std::string& line) { record(line); });
+                              [this](const std::string& line) { record(line); }, nullptr,
+                              slot.read_view);
   slot.alive = true;
   actor_names_[slot.raft.id()] = slot.id;
   // A Raft actor that stops by itself (an exception, a failed invariant) leaves a dead node the
@@ -1047,7 +1047,7 @@ void cluster::final_reads(size_t keys) {
   for (size_t node = 0; node < nodes_.size(); ++node)
     if (member_of_leader_configuration(node))
       for (size_t k = 0; k < keys; ++k)
-        caf::anon_send(history_clients_[0], kv_get_atom::value, node, "k" + std::to_string(k));
+        caf::anon_send(history_clients_[0], history_get_atom::value, node, "k" + std::to_string(k));
 }
 
 void cluster::stop_history_clients() {

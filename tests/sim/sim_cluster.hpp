@@ -186,8 +186,9 @@ class cluster {
   size_t begin_operation(lin::operation op);
   void end_operation(size_t position, lin::outcome outcome, uint64_t complete);
   lin::operation& operation_at(size_t position) { return history_[position]; }
-  caf::actor kv_handle(size_t node) const {
-    return nodes_[node].alive ? caf::actor_cast<caf::actor>(nodes_[node].kv) : caf::actor{};
+  /// What the node's HTTP sessions read from (null while the node is down).
+  std::shared_ptr<const local_read_view> read_view(size_t node) const {
+    return nodes_[node].alive ? nodes_[node].read_view : nullptr;
   }
   uint64_t now_ns() const { return static_cast<uint64_t>(now().count()); }
   const std::vector<proposal_record>& proposals() const { return proposals_; }
@@ -265,6 +266,7 @@ class cluster {
     uint64_t disk_epoch = 0;
     raft_node_actor raft;
     kv_actor kv;
+    std::shared_ptr<local_read_view> read_view;
     storage_actor storage;
     snapshot_actor snapshots;
     std::vector<caf::actor> actors() const {
