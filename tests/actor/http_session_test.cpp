@@ -383,6 +383,13 @@ BOOST_AUTO_TEST_CASE(unanswered_requests_time_out) {
   BOOST_REQUIRE(f.responses->size() == 2u);
   BOOST_TEST(f.responses->at(1).status == 503u);
   BOOST_TEST(*f.responses->at(1).header("Retry-After") == "1");
+  // Answers that come after their deadline are dropped: each request is answered once.
+  f.release(0, ok_at(7));
+  f.release(1, ok_at(7));
+  BOOST_TEST(f.responses->size() == 2u);
+  f.submit("GET", "/get?key=a&consistency=stale");
+  BOOST_REQUIRE(f.responses->size() == 3u);
+  BOOST_TEST(f.body(2)["value"].as_string() == "A");
 }
 
 BOOST_AUTO_TEST_CASE(status_times_out) {

@@ -596,10 +596,10 @@ void cluster::spawn_node(size_t index) {
     for (size_t j = 0; j + opts_.lone_nodes < nodes_.size(); ++j)
       config.members.push_back(nodes_[j].id);
   }
-  slot.raft = spawn_raft_node(*system_, config, std::move(recovered), slot.storage, slot.kv,
-                              slot.snapshots, mix(mix(opts_.seed, index), slot.incarnation),
-                              [this](const std::string& line) { record(line); }, nullptr,
-                              slot.read_view);
+  slot.raft = spawn_raft_node(
+      *system_, config, std::move(recovered), slot.storage, slot.kv, slot.snapshots,
+      mix(mix(opts_.seed, index), slot.incarnation),
+      [this](const std::string& line) { record(line); }, nullptr, slot.read_view);
   slot.alive = true;
   actor_names_[slot.raft.id()] = slot.id;
   // A Raft actor that stops by itself (an exception, a failed invariant) leaves a dead node the
