@@ -33,6 +33,7 @@
 # The load generator shares the machine with the nodes, so the figures are a floor for what the
 # nodes can do; see bench/README.md for recorded results and their caveats.
 set -euo pipefail
+export LC_ALL=C # decimal points in printf, sort -g and awk whatever the caller's locale
 cd "$(dirname "$0")/.."
 root=$PWD
 
@@ -168,12 +169,17 @@ alive() { kill -0 "$1" 2>/dev/null; }
 # -- wrk -----------------------------------------------------------------------------------------
 export BENCH_WRK_DIR=$root/bench/wrk
 # Every scenario: one wrk thread, so the load generator takes at most one of the shared cores.
-run_wrk() { # connections seconds script url [VAR=value ...]; prints wrk's RESULT line (sans RESULT)
-  local conns=$1 seconds=$2 script=$3 url=$4 line
+run_wrk() { # connections seconds script url [VAR=value ...]; prints wrk's summary
+  local conns=$1 seconds=$2 script=$3 url=$4
   shift 4
-  line=$(env "$@" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s -s "bench/wrk/$script" "$url" \
-    2>&1 | grep '^RESULT' || true)
-  echo "${line#RESULT }"
+  env "$@" wrk -t1 -c"$conns" -d"${seconds}s" --timeout 10s -s "bench/wrk/$script" "$url" 2>&1 |
+    summary_of
+}
+# wrk's output -> "rps=.. p50_ms=.. p99_ms=.. errors=.. max_ms=.." from the RESULT line, then
+# "errors: 503=.. miss=.." from the ERRORS line when there were any; nothing if wrk failed.
+summary_of() {
+  awk '/^RESULT / {sub(/^RESULT /, ""); r = $0} /^ERRORS / {sub(/^ERRORS /, ""); e = "  errors: " $0}
+    END {if (r != "") print r e}'
 }
 field() { # name "rps=1 p50_ms=2 ...": the value of name, or empty
   local kv
@@ -200,9 +206,10 @@ scenario() { # system row label connections script url [VAR=value ...]
 # a generous bound. The script creates a file when it is done; wrk would sleep out its -d anyway,
 # so it gets SIGINT then and prints its summary. Any error and it runs again: a failed write may
 # have lost a key.
-preload() { # system script url
-  local system=$1 script=$2 url=$3 out attempt started wrk_pid done_file=$work/preload.done
+preload() { # system script leader_fn
+  local system=$1 script=$2 leader_fn=$3 url out attempt started wrk_pid done_file=$work/preload.done
   for attempt in 1 2; do
+    url=$($leader_fn) # again for the second attempt: the leader may have changed
     started=$(date +%s%N)
     rm -f "$done_file"
     env BENCH_KEYS="$keys" BENCH_VALUE_BYTES="$value_bytes" BENCH_THREADS=1 \
@@ -216,9 +223,8 @@ preload() { # system script url
       sleep 0.1
     done
     stop_processes "$wrk_pid"
-    out=$(grep '^RESULT' "$work/preload.out" || true)
-    out=${out#RESULT }
-    echo "  preload of $keys keys: $((($(date +%s%N) - started) / 1000000)) ms, $out"
+    out=$(summary_of <"$work/preload.out")
+    echo "  preload of $keys keys through $url: $((($(date +%s%N) - started) / 1000000)) ms, $out"
     [[ -e $done_file && -n $out && $(field errors "$out") == 0 ]] && return 0
     echo "  preload attempt $attempt saw errors or did not finish; writing every key again" >&2
   done
@@ -344,7 +350,7 @@ ours_round() { # directory
   local dir=$1 i args=()
   echo "== round $round: InfinityStore, $nodes nodes, Raft port: $( ((raft_tls)) && echo "mutual TLS" || echo "plain TCP")"
   ours_start "$dir"
-  preload ours set_keys.lua "$(ours_leader)"
+  preload ours set_keys.lua ours_leader
   ours_check_load
   sleep 1 # let the followers' last batches and any snapshot settle before reading memory
   for i in $(seq 1 "$nodes"); do args+=("n$i" "${ours_pid[$i]}" "$dir/n$i"); done
@@ -456,7 +462,7 @@ etcd_round() { # directory
   local dir=$1 i args=()
   echo "== round $round: etcd $(etcd --version | awk '/etcd Version/ {print $3}'), $nodes members, JSON gateway"
   etcd_start "$dir"
-  preload etcd etcd_put_keys.lua "$(etcd_leader)"
+  preload etcd etcd_put_keys.lua etcd_leader
   etcd_check_load
   sleep 1
   for i in $(seq 1 "$nodes"); do args+=("e$i" "${etcd_pid[$i]}" "$dir/e$i"); done
@@ -533,7 +539,7 @@ perf_cell() { # system row
   rps=$(cell_value "$1" "$2" 5)
   [[ $rps == - ]] && { echo "-"; return; }
   p50=$(cell_value "$1" "$2" 6) p99=$(cell_value "$1" "$2" 7) errs=$(errors_of "$1" "$2")
-  printf '%s req/s, p50 %s / p99 %s ms' "$(thousands "$rps")" "$p50" "$p99"
+  printf '%s req/s, p50 %.2f / p99 %.2f ms' "$(thousands "$rps")" "$p50" "$p99"
   ((errs == 0)) || printf ' (**%s errors**)' "$errs"
 }
 perf_row() { # label row latency(p50|p99)
@@ -582,7 +588,7 @@ print_table() {
     ((c == 1)) || perf_row "writes, $c conn." "write@$c" p99
     perf_row "linearizable reads at the leader, $c conn." "lread-leader@$c" p99
     perf_row "linearizable reads through a follower, $c conn." "lread-follower@$c" p99
-    perf_row "stale reads on a follower, $c conn. (etcd: serializable)" "stale@$c" p99
+    perf_row "stale reads on a follower, $c conn.$( ((with_etcd)) && echo " (etcd: serializable)")" "stale@$c" p99
     ((with_mix)) && perf_row "90/10 linearizable reads/writes at the leader, $c conn." "mix@$c" p99
   done
   memory_row "RSS per node after loading $keys keys (median, min-max over nodes and rounds)" "$memory" 4
@@ -592,7 +598,8 @@ print_table() {
   if ((with_nginx)); then
     echo
     for c in "${connection_counts[@]}"; do
-      echo "Reference: nginx, one process, a static file of ${nginx_answer_bytes:-?}-byte answers, $c conn.:" \
+      echo "Reference: nginx $("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///'), one process, a static file:" \
+        "${nginx_answer_bytes:-?}-byte answers (ours to a read: ${ours_answer_bytes:-?} bytes), $c conn.:" \
         "$(perf_cell nginx "static@$c"); stale reads on our follower / nginx:" \
         "$(ratio "$(cell_value ours "stale@$c" 5)" "$(cell_value nginx "static@$c" 5)")"
     done

@@ -26,12 +26,18 @@ function init(args)
   counter = 0
   errors = 0
   ok = 0
+  unexpected = {} -- "503" -> count, "miss" -> count: which errors, for the ERRORS line
+end
+
+local function count_unexpected(what)
+  errors = errors + 1
+  unexpected[what] = (unexpected[what] or 0) + 1
 end
 
 function response(status, headers, body)
   if status == 200 then
     if body_ok and not body_ok(body) then
-      errors = errors + 1
+      count_unexpected("miss")
     end
     ok = ok + 1
     if stop_after > 0 and ok == stop_after then
@@ -42,21 +48,36 @@ function response(status, headers, body)
       wrk.thread:stop()
     end
   elseif status ~= 404 or not_found_is_error then
-    errors = errors + 1
+    count_unexpected(tostring(status))
   end
 end
 
 function done(summary, latency, requests)
   local errs = 0
+  local kinds = {}
   for _, t in ipairs(threads) do
     errs = errs + t:get("errors")
+    for what, n in pairs(t:get("unexpected") or {}) do
+      kinds[what] = (kinds[what] or 0) + n
+    end
   end
-  errs = errs + summary.errors.connect + summary.errors.read + summary.errors.write +
-         summary.errors.timeout
+  for _, what in ipairs({ "connect", "read", "write", "timeout" }) do
+    if summary.errors[what] > 0 then
+      kinds[what] = summary.errors[what]
+      errs = errs + summary.errors[what]
+    end
+  end
   local seconds = summary.duration / 1e6
   io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f errors=%d max_ms=%.2f\n",
                          summary.requests / seconds, latency:percentile(50) / 1000,
                          latency:percentile(99) / 1000, errs, latency.max / 1000))
+  -- Which errors: HTTP statuses, "miss" (a preloaded key not found), socket errors.
+  if errs > 0 then
+    local parts = {}
+    for what, n in pairs(kinds) do table.insert(parts, what .. "=" .. n) end
+    table.sort(parts)
+    io.write("ERRORS " .. table.concat(parts, " ") .. "\n")
+  end
 end
 
 -- The preloaded key space (BENCH_KEYS keys named k0, k1, ... of BENCH_VALUE_BYTES bytes), the
