@@ -85,10 +85,10 @@ end
 bench_keys = tonumber(os.getenv("BENCH_KEYS") or "")
 bench_value_bytes = tonumber(os.getenv("BENCH_VALUE_BYTES") or "100")
 
--- A value of exactly `bytes` characters that ends in the digits of n. Lua's format takes
--- widths of two digits at most, hence the padding by hand.
+-- A value of exactly `bytes` characters that ends in the (last) digits of n. Lua's format
+-- takes widths of two digits at most, hence the padding by hand.
 function padded_value(n, bytes)
-  local digits = tostring(n)
+  local digits = tostring(n):sub(-bytes)
   return string.rep("0", bytes - #digits) .. digits
 end
 
