@@ -121,9 +121,11 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 # -- Processes and files -------------------------------------------------------------------------
 work=$(mktemp -d /tmp/infinitystore-bench.XXXXXX)
 results=$work/results.tsv # one line per wrk run: round system row label rps p50 p99 errors
-memory=$work/memory.tsv   # one line per node and round: round system node rss_kb hwm_kb du_bytes hwm_end_kb
+memory=$work/memory.tsv   # one line per node and round after the load: round system node rss_kb hwm_kb du_bytes
+peaks=$work/peak.tsv      # one line per node and round at its end: round system node hwm_kb
 : >"$results"
 : >"$memory"
+: >"$peaks"
 pids=()     # every process this script started and has not stopped yet
 logs_dir="" # the current cluster's logs, shown when something fails
 cleanup() {
@@ -239,7 +241,7 @@ measure_load() { # system node_name pid data_dir (repeated per node)
     alive "$pid" || die "$system: $name exited"
     rss=$(rss_kb "$pid") hwm=$(hwm_kb "$pid") size=$(du -sb "$dir" | cut -f1)
     printf '  %s: RSS %s MiB (peak %s MiB), data directory %s MiB\n' "$name" "$(mib "$rss")" \
-      "$(mib "$hwm")" "$(mib $((size / 1024)))"
+      "$(mib "$hwm")" "$(mib "$size" 1024)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$system" "$name" "$rss" "$hwm" "$size" >>"$memory"
   done
 }
@@ -253,11 +255,11 @@ measure_end() { # system node_name pid (repeated per node)
     alive "$pid" || die "$system: $name exited during the round"
     hwm=$(hwm_kb "$pid")
     peaks+=" $name $(mib "$hwm")"
-    printf '%s\t%s\t%s\t%s\n' "$round" "$system" "$name" "$hwm" >>"$work/peak.tsv"
+    printf '%s\t%s\t%s\t%s\n' "$round" "$system" "$name" "$hwm" >>"$peaks"
   done
   echo "  peak RSS over the round (MiB):$peaks"
 }
-mib() { awk -v kb="$1" 'BEGIN {printf "%.1f", kb / 1024}'; }
+mib() { awk -v v="$1" -v per_kb="${2:-1}" 'BEGIN {printf "%.1f", v / per_kb / 1024}'; } # kB (or units) -> MiB
 
 # The scenarios, the same for every system: script names for writes, reads and the mix, and
 # the leader and follower URLs found again before each run (a leader may change under load).
@@ -555,23 +557,22 @@ perf_row() { # label row latency(p50|p99)
   fi
   echo "$line"
 }
-memory_row() { # label file column [bytes]
-  local line div=1
-  [[ ${4:-} == bytes ]] && div=1024
-  line="| $1 | $(memory_cell_in "$2" ours "$3" $div) |"
+# Memory rows: "median MiB (min-max)" over nodes and rounds per system, and the ratio of medians.
+memory_row() { # label file column [bytes]: the column holds kB, or bytes when told
+  local line per_kb=1
+  [[ ${4:-} == bytes ]] && per_kb=1024
+  line="| $1 | $(memory_cell "$2" ours "$3" $per_kb) |"
   if ((with_etcd)); then
-    line+=" $(memory_cell_in "$2" etcd "$3" $div) | $(ratio "$(column_of "$2" ours 2 ours "$3" | median)" "$(column_of "$2" etcd 2 etcd "$3" | median)") |"
+    line+=" $(memory_cell "$2" etcd "$3" $per_kb) | $(ratio "$(column_of "$2" ours 2 ours "$3" | median)" "$(column_of "$2" etcd 2 etcd "$3" | median)") |"
   fi
   echo "$line"
 }
-memory_cell_in() { # file system column divisor: like memory_cell, with values in kB or bytes
+memory_cell() { # file system column units_per_kb
   local med range
   med=$(column_of "$1" "$2" 2 "$2" "$3" | median)
   [[ $med == - ]] && { echo "-"; return; }
   range=$(column_of "$1" "$2" 2 "$2" "$3" | minmax)
-  printf '%s MiB (%s-%s)' "$(mib "$(awk -v v="$med" -v d="$4" 'BEGIN {print v / d}')")" \
-    "$(mib "$(awk -v v="${range%-*}" -v d="$4" 'BEGIN {print v / d}')")" \
-    "$(mib "$(awk -v v="${range#*-}" -v d="$4" 'BEGIN {print v / d}')")"
+  printf '%s MiB (%s-%s)' "$(mib "$med" "$4")" "$(mib "${range%-*}" "$4")" "$(mib "${range#*-}" "$4")"
 }
 print_table() {
   local c total_errors
@@ -596,7 +597,7 @@ print_table() {
   done
   memory_row "RSS per node after loading $keys keys (median, min-max over nodes and rounds)" "$memory" 4
   memory_row "peak RSS per node up to the end of the load" "$memory" 5
-  memory_row "peak RSS per node over the whole round" "$work/peak.tsv" 4
+  memory_row "peak RSS per node over the whole round" "$peaks" 4
   memory_row "data directory per node after the load (du -sb)" "$memory" 6 bytes
   if ((with_nginx)); then
     echo
@@ -613,7 +614,6 @@ print_table() {
 }
 
 # -- Main ----------------------------------------------------------------------------------------
-: >"$work/peak.tsv"
 ((raft_tls)) && bash scripts/make-raft-certs.sh "$work/certs" $(seq -f 'n%g' 1 "$nodes") >/dev/null
 echo "machine: $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg);" \
   "commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD 2>/dev/null || echo +changes)"
