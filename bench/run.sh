@@ -120,12 +120,12 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 # -- Processes and files -------------------------------------------------------------------------
 work=$(mktemp -d /tmp/infinitystore-bench.XXXXXX)
-results=$work/results.tsv # one line per wrk run: round system row label rps p50 p99 errors
-memory=$work/memory.tsv   # one line per node and round after the load: round system node rss_kb hwm_kb du_bytes
-peaks=$work/peak.tsv      # one line per node and round at its end: round system node hwm_kb
-: >"$results"
-: >"$memory"
-: >"$peaks"
+results_file=$work/results.tsv # one line per wrk run: round system row label rps p50 p99 errors
+memory_file=$work/memory.tsv   # one line per node and round after the load: round system node rss_kb hwm_kb du_bytes
+peaks_file=$work/peak.tsv      # one line per node and round at its end: round system node hwm_kb
+: >"$results_file"
+: >"$memory_file"
+: >"$peaks_file"
 pids=()     # every process this script started and has not stopped yet
 logs_dir="" # the current cluster's logs, shown when something fails
 cleanup() {
@@ -200,7 +200,7 @@ scenario() { # system row label connections script url [VAR=value ...]
   fi
   printf '  %-52s %s\n' "$label, $conns conn" "$out"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$system" "$row@$conns" "$label" "$rps" \
-    "$p50" "$p99" "$errs" >>"$results"
+    "$p50" "$p99" "$errs" >>"$results_file"
 }
 # The preload: --keys keys in order, 64 connections, until the script has seen keys + 64 answers
 # of 200 (every key's request was sent before the last 64, and at most 64 are in flight), within
@@ -220,7 +220,7 @@ preload() { # system script leader_fn
     wrk_pid=$!
     pids+=("$wrk_pid")
     while alive "$wrk_pid"; do
-      [[ -e $done_file ]] && kill -INT "$wrk_pid" 2>/dev/null
+      [[ -e $done_file ]] && { kill -INT "$wrk_pid" 2>/dev/null || true; }
       sleep 0.1
     done
     stop_processes "$wrk_pid"
@@ -242,22 +242,22 @@ measure_load() { # system node_name pid data_dir (repeated per node)
     rss=$(rss_kb "$pid") hwm=$(hwm_kb "$pid") size=$(du -sb "$dir" | cut -f1)
     printf '  %s: RSS %s MiB (peak %s MiB), data directory %s MiB\n' "$name" "$(mib "$rss")" \
       "$(mib "$hwm")" "$(mib "$size" 1024)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$system" "$name" "$rss" "$hwm" "$size" >>"$memory"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$system" "$name" "$rss" "$hwm" "$size" >>"$memory_file"
   done
 }
 # At the end of a round: the peak RSS over the whole round (load and scenarios).
 measure_end() { # system node_name pid (repeated per node)
-  local system=$1 name pid hwm peaks=""
+  local system=$1 name pid hwm line=""
   shift
   while (($#)); do
     name=$1 pid=$2
     shift 2
     alive "$pid" || die "$system: $name exited during the round"
     hwm=$(hwm_kb "$pid")
-    peaks+=" $name $(mib "$hwm")"
-    printf '%s\t%s\t%s\t%s\n' "$round" "$system" "$name" "$hwm" >>"$peaks"
+    line+=" $name $(mib "$hwm")"
+    printf '%s\t%s\t%s\t%s\n' "$round" "$system" "$name" "$hwm" >>"$peaks_file"
   done
-  echo "  peak RSS over the round (MiB):$peaks"
+  echo "  peak RSS over the round (MiB):$line"
 }
 mib() { awk -v v="$1" -v per_kb="${2:-1}" 'BEGIN {printf "%.1f", v / per_kb / 1024}'; } # kB (or units) -> MiB
 
@@ -535,8 +535,8 @@ minmax() { sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {print NR ? lo "-" hi 
 column_of() { # file system key_column key value_column: the values of one system and key
   awk -F'\t' -v s="$2" -v k="$4" -v c="$5" -v kc="$3" '$2 == s && $kc == k {print $c}' "$1"
 }
-cell_value() { column_of "$results" "$1" 3 "$2" "$3" | median; } # system row column
-errors_of() { column_of "$results" "$1" 3 "$2" 8 | awk '{n += $1} END {print n + 0}'; }
+cell_value() { column_of "$results_file" "$1" 3 "$2" "$3" | median; } # system row column
+errors_of() { column_of "$results_file" "$1" 3 "$2" 8 | awk '{n += $1} END {print n + 0}'; }
 thousands() { awk -v n="$1" 'BEGIN {n = sprintf("%.0f", n); s = ""; while (length(n) > 3) {s = "," substr(n, length(n) - 2) s; n = substr(n, 1, length(n) - 3)} print n s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
 perf_cell() { # system row
@@ -595,10 +595,10 @@ print_table() {
     perf_row "stale reads on a follower, $c conn.$( ((with_etcd)) && echo " (etcd: serializable)")" "stale@$c" p99
     ((with_mix)) && perf_row "90/10 linearizable reads/writes at the leader, $c conn." "mix@$c" p99
   done
-  memory_row "RSS per node after loading $keys keys (median, min-max over nodes and rounds)" "$memory" 4
-  memory_row "peak RSS per node up to the end of the load" "$memory" 5
-  memory_row "peak RSS per node over the whole round" "$peaks" 4
-  memory_row "data directory per node after the load (du -sb)" "$memory" 6 bytes
+  memory_row "RSS per node after loading $keys keys (median, min-max over nodes and rounds)" "$memory_file" 4
+  memory_row "peak RSS per node up to the end of the load" "$memory_file" 5
+  memory_row "peak RSS per node over the whole round" "$peaks_file" 4
+  memory_row "data directory per node after the load (du -sb)" "$memory_file" 6 bytes
   if ((with_nginx)); then
     echo
     for c in "${connection_counts[@]}"; do
@@ -608,9 +608,9 @@ print_table() {
         "$(ratio "$(cell_value ours "stale@$c" 5)" "$(cell_value nginx "static@$c" 5)")"
     done
   fi
-  total_errors=$(awk -F'\t' '{n += $8} END {print n + 0}' "$results")
+  total_errors=$(awk -F'\t' '{n += $8} END {print n + 0}' "$results_file")
   echo
-  echo "Errors (non-200 answers, missing keys, socket errors) over all $(wc -l <"$results") wrk runs: $total_errors"
+  echo "Errors (non-200 answers, missing keys, socket errors) over all $(wc -l <"$results_file") wrk runs: $total_errors"
 }
 
 # -- Main ----------------------------------------------------------------------------------------
