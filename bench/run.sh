@@ -599,6 +599,11 @@ print_table() {
   memory_row "peak RSS per node up to the end of the load" "$memory_file" 5
   memory_row "peak RSS per node over the whole round" "$peaks_file" 4
   memory_row "data directory per node after the load (du -sb)" "$memory_file" 6 bytes
+  if ((with_etcd)); then
+    echo
+    echo "etcd's data directory holds its write-ahead log in files of 64,000,000 bytes written out in"
+    echo "advance, and one spare such file: 122 MiB of it before the first key."
+  fi
   if ((with_nginx)); then
     echo
     for c in "${connection_counts[@]}"; do
