@@ -8,16 +8,10 @@ local value_bytes = tonumber(os.getenv("BENCH_VALUE_BYTES") or "100")
 local offset = tonumber(os.getenv("BENCH_KEY_OFFSET") or "0")
 local threads_total = tonumber(os.getenv("BENCH_THREADS") or "2")
 
--- Lua's format takes widths of two digits at most: pad by hand.
-local function padded(n)
-  local digits = tostring(n)
-  return string.rep("0", value_bytes - #digits) .. digits
-end
-
 request = function()
   counter = counter + 1
   local n = ((counter - 1) * threads_total + id - 1 + offset) % keys
-  local value = padded(counter)
+  local value = padded_value(counter, value_bytes)
   local body = string.format('{"key":"k%d","value":"%s","action":"set"}', n, value)
   return wrk.format("POST", "/set", { ["Content-Type"] = "application/json" }, body)
 end
