@@ -30,8 +30,15 @@ STORE="$TMP/infinitystore"
 PASSES=0
 FAILURES=0
 PID=""
+# strace's PID and the node's: killing strace alone would detach the node and leave it running.
+kill_traced() {
+  local children
+  children=$(cat /proc/"$1"/task/*/children 2>/dev/null)
+  # shellcheck disable=SC2086 # one PID per word
+  kill -9 $children "$1" 2>/dev/null
+}
 cleanup() {
-  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
+  [ -n "$PID" ] && kill_traced "$PID"
   wait 2>/dev/null
   [ -n "${KEEP_TMP:-}" ] && { echo "kept $TMP" >&2; return; }
   rm -rf "$TMP"
@@ -83,7 +90,7 @@ run_case() {
     [ "$code" = 200 ] && acked+=("$i")
   done
   kill -0 "$PID" 2>/dev/null && started=alive || started=killed
-  kill -9 "$PID" 2>/dev/null
+  kill_traced "$PID"
   wait "$PID" 2>/dev/null
   PID=""
   # Restart without strace.
