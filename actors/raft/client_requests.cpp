@@ -79,7 +79,7 @@ void raft_core::flush() {
   forward_read_batch();
   if (auto* leader = leader_state()) {
     broadcast_appends(*leader, false);
-    if (leader->read_round_requested)
+    if (leader->read_round_requested && !read_round_in_flight(*leader))
       send_heartbeats(*leader);
   }
   finish_step();
@@ -196,6 +196,21 @@ void raft_core::confirm_reads(leader_role& leader) {
   }
   leader.reads.erase(std::remove_if(leader.reads.begin(), leader.reads.end(), ready),
                      leader.reads.end());
+  // The reads that arrived while the last round was out go together in the next one.
+  if (leader.read_round_requested && !read_round_in_flight(leader) && !flush_scheduled_) {
+    flush_scheduled_ = true;
+    out_.flush_requested = true;
+  }
+}
+
+bool raft_core::read_round_in_flight(const leader_role& leader) const {
+  if (leader.round == 0)
+    return false;
+  size_t acks = 1; // ourselves
+  for (const auto& [peer, progress] : leader.progress)
+    if (progress.acked_round >= leader.round && members_.count(peer) > 0)
+      ++acks;
+  return acks < quorum();
 }
 
 void raft_core::serve_follower_reads() {

@@ -219,6 +219,10 @@ class raft_core {
   void read_as_leader(leader_role& leader, request_origin origin);
   void request_read_round(leader_role& leader);
   void confirm_reads(leader_role& leader);
+  /// A read round was sent and a quorum has not acknowledged it yet. Reads arriving meanwhile
+  /// wait for the next round, sent once this one is confirmed (or with the next heartbeat, if it
+  /// was lost): one round in flight at a time, however many reads arrive.
+  bool read_round_in_flight(const leader_role& leader) const;
   void answer(const request_origin& origin, client_reply reply);
   client_reply refusal() const;
   /// Not leader: pass a local client's request to the leader (one hop), or refuse (0).

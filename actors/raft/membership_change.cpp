@@ -605,7 +605,9 @@ void raft_core::tick_leader(leader_role& leader) {
       send_append(leader, peer, false);
     }
   }
-  if (leader.heartbeat_elapsed >= config_.heartbeat_ticks || leader.read_round_requested) {
+  // A heartbeat also starts a new read round if the one out was lost.
+  if (leader.heartbeat_elapsed >= config_.heartbeat_ticks ||
+      (leader.read_round_requested && !read_round_in_flight(leader))) {
     leader.heartbeat_elapsed = 0;
     send_heartbeats(leader);
   }

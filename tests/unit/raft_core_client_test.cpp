@@ -54,6 +54,53 @@ BOOST_AUTO_TEST_CASE(a_read_is_answered_once_a_majority_acknowledged_a_later_hea
   BOOST_TEST(answers[0].reply.index == 1u);
 }
 
+// Reads that arrive while a read round is out share the next round, which goes out once a
+// majority acknowledged the one out: one round in flight however many reads arrive (under load,
+// far fewer heartbeats than one round per batch of the mailbox).
+BOOST_AUTO_TEST_CASE(reads_arriving_while_a_round_is_out_share_the_next_round) {
+  network net;
+  lead_with_commit(net);
+  auto& a = net.core("a");
+  a.read(7);
+  net.step("a");
+  auto first = last_round_to_b(net);
+  auto sent = net.sent<append_entries>("a", "b").size();
+  a.read(8);
+  net.step("a");
+  a.read(9);
+  net.step("a");
+  BOOST_TEST(net.sent<append_entries>("a", "b").size() == sent); // no round while one is out
+  net.handle("a", ack("b", a.term(), 1, 1, first));
+  BOOST_TEST_REQUIRE(net.at("a").answers.size() == 1u);
+  BOOST_TEST(net.at("a").answers[0].request_id == 7u);
+  auto second = last_round_to_b(net);
+  BOOST_TEST(second == first + 1); // sent for 8 and 9 as soon as the first was confirmed
+  net.handle("a", ack("b", a.term(), 1, 1, first)); // an old round's ack serves neither
+  BOOST_TEST(net.at("a").answers.size() == 1u);
+  net.handle("a", ack("b", a.term(), 1, 1, second));
+  BOOST_TEST_REQUIRE(net.at("a").answers.size() == 3u);
+  BOOST_TEST(net.at("a").answers[1].request_id == 8u);
+  BOOST_TEST(net.at("a").answers[2].request_id == 9u);
+}
+
+// A lost round does not hold reads forever: the next heartbeats carry the same round (sent after
+// the read arrived, so an acknowledgement of any of them confirms it).
+BOOST_AUTO_TEST_CASE(a_lost_read_round_is_sent_again_with_the_next_heartbeat) {
+  network net;
+  lead_with_commit(net);
+  auto& a = net.core("a");
+  a.read(7);
+  net.step("a");
+  auto first = last_round_to_b(net);
+  auto sent = net.sent<append_entries>("a", "b").size();
+  net.tick("a", 2); // heartbeat_ticks: the round's heartbeats were lost
+  BOOST_TEST(net.sent<append_entries>("a", "b").size() > sent);
+  BOOST_TEST(last_round_to_b(net) == first);
+  net.handle("a", ack("b", a.term(), 1, 1, first));
+  BOOST_TEST_REQUIRE(net.at("a").answers.size() == 1u);
+  BOOST_TEST(net.at("a").answers[0].reply.status == reply_status::ok);
+}
+
 // Thesis §6.4 step 4: "The leader waits for its state machine to advance at least as far as the
 // readIndex; this is current enough to satisfy linearizability."
 BOOST_AUTO_TEST_CASE(a_read_waits_until_its_read_index_is_applied) {
