@@ -4,13 +4,14 @@
 # into cost centres by their call stacks.
 #
 #   bash bench/profile.sh [--scenario write|linearizable|follower-read|stale] [--seconds S]
-#                         [--connections N] [--port-base P]
+#                         [--connections N] [--port-base P] [--node leader|follower]
 #
 # write: POST /set to the leader (profiled: the leader); linearizable: GET /get at the leader;
 # follower-read: GET /get through a follower (profiled: the follower); stale: GET
 # /get?consistency=stale on a follower. Prints requests/s, then one line per cost centre with its
 # share of the profiled node's samples and its CPU microseconds per request (samples / rate /
-# requests: CPU time of that node only, not of wrk or the other nodes). Needs root or
+# requests: CPU time of that node only, not of wrk or the other nodes). --node overrides which
+# node is profiled (e.g. a follower's share of the writes). Needs root or
 # perf_event_paranoid <= 1; installs linux-perf and wrk if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,13 +21,15 @@ scenario=write
 seconds=8
 connections=64
 port_base=18500
+profiled=""
 while (($#)); do
   case $1 in
   --scenario) scenario=$2; shift 2 ;;
   --seconds) seconds=$2; shift 2 ;;
   --connections) connections=$2; shift 2 ;;
   --port-base) port_base=$2; shift 2 ;;
-  *) echo "usage: bash bench/profile.sh [--scenario write|linearizable|follower-read|stale] [--seconds S] [--connections N] [--port-base P]" >&2; exit 2 ;;
+  --node) profiled=$2; shift 2 ;;
+  *) echo "usage: bash bench/profile.sh [--scenario write|linearizable|follower-read|stale] [--seconds S] [--connections N] [--port-base P] [--node leader|follower]" >&2; exit 2 ;;
   esac
 done
 case $scenario in write | linearizable | follower-read | stale) ;; *)
@@ -90,6 +93,8 @@ linearizable) script=get.lua; url=$leader_url; node=$leader ;;
 follower-read) script=get.lua; url=$follower_url; node=$follower ;;
 stale) script=get.lua; url=$follower_url; node=$follower; env_args+=(BENCH_CONSISTENCY=stale) ;;
 esac
+[[ $profiled == leader ]] && node=$leader
+[[ $profiled == follower ]] && node=$follower
 pid=${pids[$((node - 1))]}
 env "${env_args[@]}" wrk -t1 -c"$connections" -d"$((seconds + 3))s" -s "bench/wrk/$script" "$url" \
   >"$work/wrk.out" &
