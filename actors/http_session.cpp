@@ -175,14 +175,7 @@ void read_local(session_actor* self, uint64_t position, const std::string& key) 
 void handle_get(session_actor* self, uint64_t position, const http::api_request& req) {
   const auto& get = std::get<http::get_request>(req.body);
   if (get.consistency == http::read_consistency::stale) {
-    // Even a stale read must not serve a removed node's frozen copy as if it were a member's.
-    if (auto removed_at = self->state.config.view->removed_at_index(); removed_at > 0)
-      finish(self, position, false,
-             http::removed_response("this node was removed from the cluster (configuration at "
-                                    "index " +
-                                    std::to_string(removed_at) + ") and no longer serves"));
-    else
-      read_local(self, position, get.key);
+    finish(self, position, false, stale_read_response(*self->state.config.view, get.key));
     return;
   }
   auto timeout = self->state.config.read_timeout;
@@ -398,6 +391,24 @@ caf::behavior session_impl(session_actor* self, http_session_config config, resp
 }
 
 } // namespace
+
+http::api_response stale_read_response(const local_read_view& view, const std::string& key) {
+  // Even a stale read must not serve a removed node's frozen copy as if it were a member's.
+  if (auto removed_at = view.removed_at_index(); removed_at > 0)
+    return http::removed_response("this node was removed from the cluster (configuration at "
+                                  "index " +
+                                  std::to_string(removed_at) + ") and no longer serves");
+  auto value = view.get(key);
+  return http::get_response(key, value.has_value(), value ? *value : "");
+}
+
+bool answers_alone(const http::parsed_request& request) {
+  const auto* req = std::get_if<http::api_request>(&request);
+  if (req == nullptr || req->redirect)
+    return false;
+  const auto* get = std::get_if<http::get_request>(&req->body);
+  return get != nullptr && get->consistency == http::read_consistency::stale;
+}
 
 caf::actor spawn_http_session(caf::actor_system& system, http_session_config config,
                               response_sink sink) {

@@ -60,6 +60,15 @@ struct http_session_config {
 /// Called on a CAF worker thread; must not block (post to the connection's executor).
 using response_sink = std::function<void(http::api_response)>;
 
+/// The answer to a stale read (`GET /get?...&consistency=stale`): this node's applied value, or
+/// 409 if it was removed. Thread-safe; needs no actor.
+http::api_response stale_read_response(const local_read_view& view, const std::string& key);
+
+/// Whether the connection may answer `request` itself with `stale_read_response` when nothing it
+/// sent earlier is still unanswered (so the answer cannot overtake another): a stale read without
+/// `redirect`. Saves the hop to the session actor and back, most of a stale read's cost.
+bool answers_alone(const http::parsed_request& request);
+
 caf::actor spawn_http_session(caf::actor_system& system, http_session_config config,
                               response_sink sink);
 

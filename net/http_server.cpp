@@ -327,7 +327,7 @@ class connection final : public closable, public std::enable_shared_from_this<co
     const auto& opts = core_->options;
     http_session_config config;
     config.raft = caf::actor_cast<raft_node_actor>(std::move(raft_));
-    config.view = std::move(view_);
+    config.view = view_;
     config.client_id = client_id_;
     config.write_timeout = opts.write_request_timeout;
     config.read_timeout = opts.read_request_timeout;
@@ -540,6 +540,11 @@ class connection final : public closable, public std::enable_shared_from_this<co
 
   void dispatch(http::parsed_request request, request_meta meta) {
     pending_.push_back(std::move(meta));
+    if (pending_.size() == 1 && view_ && answers_alone(request)) {
+      // Nothing ahead of it is unanswered, so answering here keeps the response order.
+      const auto& get = std::get<http::get_request>(std::get<http::api_request>(request).body);
+      return on_response(stale_read_response(*view_, get.key));
+    }
     submit_http_request(session_, std::move(request));
   }
 

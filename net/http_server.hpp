@@ -11,7 +11,10 @@
 //
 // Threads: `io_threads` Asio threads do all socket work; they never wait for an actor. A request
 // is parsed on the I/O thread (pure codec) and handed to the connection's session actor; the
-// answer comes back through a callback that posts to the connection's strand.
+// answer comes back through a callback that posts to the connection's strand. One exception: a
+// stale read with no earlier request of its connection unanswered is answered on the I/O thread
+// from the node's local_read_view (`answers_alone` in http_session.hpp), which is what the
+// session would do, minus two thread hand-offs.
 //
 // Lifecycle: construct (resolves and binds the address, throws `std::runtime_error` with a clear
 // message if it cannot, e.g. the port is in use), `start` (begins accepting), `stop` (stops

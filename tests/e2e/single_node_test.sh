@@ -181,6 +181,23 @@ else
   fail "pipelined responses: '$ORDER' $(cat "$TMP/pipelined")"
 fi
 
+# A stale read answered by the connection itself must still wait for the write before it (and
+# see it): write, stale read of it, stale read of a missing key, in one segment.
+{
+  exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+  PIPE_BODY='{"key":"q","value":"quick","action":"set"}'
+  printf 'POST /set HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%sGET /get?key=q&consistency=stale HTTP/1.1\r\nHost: x\r\n\r\nGET /get?key=nothing-here&consistency=stale HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' \
+    "${#PIPE_BODY}" "$PIPE_BODY" >&3
+  timeout 10 cat <&3 >"$TMP/pipelined-stale"
+  exec 3<&-
+} 2>/dev/null
+ORDER=$(grep -ao 'HTTP/1.1 [0-9]*' "$TMP/pipelined-stale" | awk '{print $2}' | tr '\n' ' ')
+if [ "$ORDER" = "200 200 404 " ] && grep -q '"value":"quick"' "$TMP/pipelined-stale"; then
+  pass "pipelined stale reads wait for the write before them"
+else
+  fail "pipelined stale reads: '$ORDER' $(cat "$TMP/pipelined-stale")"
+fi
+
 # Malformed HTTP gets a JSON 400, not a hang.
 {
   exec 3<>"/dev/tcp/127.0.0.1/$PORT"
