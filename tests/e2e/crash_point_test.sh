@@ -54,11 +54,8 @@ fail() {
 }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-port_free() {
-  [ -z "$(ss -Htan "sport = :$1" 2>/dev/null)" ] || return 1
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 1
-  return 0
-}
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 for _ in $(seq 1 50); do
   RAFT=$((20000 + (RANDOM % 600) * 20))
   HTTP=$((RAFT + 1))

@@ -105,11 +105,8 @@ abort() {
 NAMES=(n1 n2 n3 n4)
 NPORTS=$((2 * ${#NAMES[@]} + 1)) # Raft and HTTP per node, and one that nothing listens on
 
-port_free() {
-  [ -z "$(ss -Htan "sport = :$1" 2>/dev/null)" ] || return 1
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 1
-  return 0
-}
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 pick_ports() {
   local attempt base p ok

@@ -45,12 +45,18 @@ check() { # check WHAT CONDITION-RESULT(0/1) DETAIL
   if [ "$2" = 0 ]; then pass "$1"; else fail "$1: $3"; fi
 }
 
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 # start_node NAME [extra args...]: starts a node on an ephemeral port; sets NODE_PID, PORT, LOG.
 start_node() {
   local name=$1
   shift
   LOG="$TMP/$name.log"
-  "$BIN" --node-id "$name" --http-addr 127.0.0.1:0 --raft-addr 127.0.0.1:1 \
+  # Never listened on in these tests, but bound: two runs at once must not share it.
+  local raft_port
+  raft_port=$(pick_free_port 20000 20000) || { echo "no free port for the Raft address" >&2; exit 1; }
+  "$BIN" --node-id "$name" --http-addr 127.0.0.1:0 --raft-addr "127.0.0.1:$raft_port" \
     --data-dir "$TMP/$name" "$@" >"$LOG" 2>&1 &
   NODE_PID=$!
   PIDS+=("$NODE_PID")
@@ -238,7 +244,7 @@ check "SIGTERM after the attacks exits 0" "$RC" "exit $RC; $(tail -3 "$LOG")"
 LOG="$TMP/rlimit.log"
 (
   ulimit -n 256
-  exec "$BIN" --node-id rlimit --http-addr 127.0.0.1:0 --raft-addr 127.0.0.1:1 \
+  exec "$BIN" --node-id rlimit --http-addr 127.0.0.1:0 --raft-addr "127.0.0.1:$(pick_free_port 20000 20000)" \
     --data-dir "$TMP/rlimit" --http-max-connections 4096
 ) >"$LOG" 2>&1 &
 RPID=$!

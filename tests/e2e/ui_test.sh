@@ -51,11 +51,8 @@ die() {
   exit 1
 }
 
-port_free() {
-  [ -z "$(ss -Htan "sport = :$1" 2>/dev/null)" ] || return 1
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 1
-  return 0
-}
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 pick_ports() {
   local attempt base p ok i name

@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -209,9 +210,15 @@ int listen_on_loopback(int backlog, uint16_t& port) {
 }
 
 uint16_t free_port() {
-  uint16_t port = 0;
-  ::close(listen_on_loopback(1, port));
-  return port;
+  // Once closed, the kernel may hand the same ephemeral port out again (two nodes of one test on
+  // one port): never return a port this process was given before.
+  static std::set<uint16_t> given;
+  for (;;) {
+    uint16_t port = 0;
+    ::close(listen_on_loopback(1, port));
+    if (given.insert(port).second)
+      return port;
+  }
 }
 
 std::string local(uint16_t port) {
