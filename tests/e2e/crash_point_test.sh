@@ -11,7 +11,8 @@
 # records are the simulated disk's part (file_storage_crash_test, the simulator).
 #
 # Usage: crash_point_test.sh path/to/infinitystore
-# Needs curl and strace. Only processes started here are killed, by PID.
+# Needs curl, strace and setsid. Only processes started here are killed, by PID or by the
+# process group each node was started in.
 set -u
 
 STORE=${1:?usage: crash_point_test.sh path/to/infinitystore}
@@ -30,15 +31,14 @@ STORE="$TMP/infinitystore"
 PASSES=0
 FAILURES=0
 PID=""
-# strace's PID and the node's: killing strace alone would detach the node and leave it running.
-kill_traced() {
-  local children
-  children=$(cat /proc/"$1"/task/*/children 2>/dev/null)
-  # shellcheck disable=SC2086 # one PID per word
-  kill -9 $children "$1" 2>/dev/null
+# Every node runs in its own process group (setsid), strace and the node it traces together:
+# killing strace alone would detach a node that has not reached its kill point and leave it
+# running (and answering for the restarted one).
+kill_group() {
+  kill "-${2:-TERM}" -- "-$1" 2>/dev/null
 }
 cleanup() {
-  [ -n "$PID" ] && kill_traced "$PID"
+  [ -n "$PID" ] && kill_group "$PID" KILL
   wait 2>/dev/null
   [ -n "${KEEP_TMP:-}" ] && { echo "kept $TMP" >&2; return; }
   rm -rf "$TMP"
@@ -69,7 +69,7 @@ run_case() {
   name="${calls%%,*}@$n"
   dir="$TMP/data-$name"
   log="$TMP/$name.log"
-  strace -f -qq -o /dev/null -e trace="$calls" -e inject="$calls":signal=SIGKILL:when="$n" \
+  setsid strace -f -qq -o /dev/null -e trace="$calls" -e inject="$calls":signal=SIGKILL:when="$n" \
     "$STORE" --node-id n1 --raft-addr "127.0.0.1:$RAFT" --http-addr "$EP" --data-dir "$dir" \
     >"$log" 2>&1 &
   PID=$!
@@ -87,11 +87,11 @@ run_case() {
     [ "$code" = 200 ] && acked+=("$i")
   done
   kill -0 "$PID" 2>/dev/null && started=alive || started=killed
-  kill_traced "$PID"
+  kill_group "$PID" KILL
   wait "$PID" 2>/dev/null
   PID=""
   # Restart without strace.
-  "$STORE" --node-id n1 --raft-addr "127.0.0.1:$RAFT" --http-addr "$EP" --data-dir "$dir" \
+  setsid "$STORE" --node-id n1 --raft-addr "127.0.0.1:$RAFT" --http-addr "$EP" --data-dir "$dir" \
     >>"$log" 2>&1 &
   PID=$!
   deadline=$(($(now_ms) + 10000))
@@ -103,6 +103,9 @@ run_case() {
     fi
     if [ "$(now_ms)" -ge "$deadline" ]; then
       fail "$name: the node does not answer within 10 s of its restart"
+      kill_group "$PID" KILL
+      wait "$PID" 2>/dev/null
+      PID=""
       return
     fi
     sleep 0.05
@@ -127,7 +130,7 @@ run_case() {
   else
     fail "$name: $bad of ${#acked[@]} acknowledged writes lost after the restart (first: $first)"
   fi
-  kill "$PID" 2>/dev/null
+  kill_group "$PID"
   wait "$PID" 2>/dev/null
   PID=""
 }
