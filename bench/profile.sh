@@ -36,16 +36,7 @@ case $scenario in write | linearizable | follower-read | stale) ;; *)
   echo "unknown scenario '$scenario'" >&2; exit 2 ;;
 esac
 
-bash scripts/install-deps.sh
-missing=()
-for p in wrk linux-perf; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash scripts/install-deps.sh wrk linux-perf >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j2 --target infinitystore >/dev/null
 

@@ -99,20 +99,11 @@ for c in "${connection_counts[@]}"; do positive --connections "$c"; done
   { echo "run.sh: --port-base must leave room for 250 ports between 1024 and 65535" >&2; exit 2; }
 
 # -- Tools ---------------------------------------------------------------------------------------
-bash scripts/install-deps.sh >/dev/null
 need=(wrk)
 ((with_etcd)) && need+=(etcd-server etcd-client)
-missing=()
-for p in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
 # nginx or nginx-light, whichever is there; nginx-light is the smaller install.
-((with_nginx)) && ! command -v nginx >/dev/null && missing+=(nginx-light)
-if ((${#missing[@]})); then
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+((with_nginx)) && ! command -v nginx >/dev/null && need+=(nginx-light)
+bash scripts/install-deps.sh "${need[@]}" >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j2 --target infinitystore >/dev/null
 bin=$root/build/app/infinitystore

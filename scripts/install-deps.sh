@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package that building, testing and running InfinityStore needs.
+# Installs every Debian 12 package that building, testing and running InfinityStore needs, and
+# the extra packages named as arguments (benchmarks: wrk, etcd-server, linux-perf, ...).
 # Idempotent: skips apt entirely when everything is already present.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ packages=(
   prometheus # promtool checks /metrics; the e2e test scrapes a cluster with a real Prometheus
   chromium # the dashboard test loads /ui in a headless browser
   strace # crash-point tests: strace -e inject kills a node at its N-th system call
+  "$@"
 )
 
 missing=()
