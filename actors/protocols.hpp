@@ -62,10 +62,9 @@ using snapshot_actor = caf::typed_actor<
                     bool>::with<uint64_t, bool, bool>,
     caf::replies_to<snapshot_load_atom, snapshot_info>::with<restored_state_machine>>;
 
-using kv_actor =
-    caf::typed_actor<caf::replies_to<apply_batch>::with<applied_batch>,
-                     caf::reacts_to<kv_reset_atom>,
-                     caf::reacts_to<kv_install_atom, restored_state_machine>>;
+using kv_actor = caf::typed_actor<caf::replies_to<apply_batch>::with<applied_batch>,
+                                  caf::reacts_to<kv_reset_atom>,
+                                  caf::reacts_to<kv_install_atom, restored_state_machine>>;
 
 using storage_actor =
     caf::typed_actor<caf::replies_to<persist_request>::with<persisted_atom, uint64_t>,
