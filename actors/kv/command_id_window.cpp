@@ -16,8 +16,7 @@ size_t command_id_window::hash_of(uint64_t client, uint64_t sequence) {
 }
 
 size_t command_id_window::probe(uint64_t client, uint64_t sequence) const {
-  const size_t mask = table_.size() - 1;
-  for (size_t i = hash_of(client, sequence) & mask;; i = (i + 1) & mask) {
+  for (size_t i = home(hash_of(client, sequence));; i = next_slot(i)) {
     auto at = table_[i];
     if (at == empty_slot || (ring_[at].client == client && ring_[at].sequence == sequence))
       return i;
@@ -29,9 +28,9 @@ bool command_id_window::contains(uint64_t client, uint64_t sequence) const {
 }
 
 void command_id_window::grow() {
-  // The ring doubles and starts at 0 again; the table is rebuilt (at most half full).
-  size_t capacity = std::max<size_t>(16, ring_.size() * 2);
-  if (capacity >= empty_slot)
+  // The ring grows by half and starts at 0 again; the table is rebuilt (at most 2/3 full).
+  size_t capacity = std::max<size_t>(16, ring_.size() + ring_.size() / 2);
+  if (capacity + capacity / 2 >= empty_slot)
     throw std::length_error("command_id_window: more than 2^32 ids");
   std::vector<item> ring;
   ring.reserve(capacity);
@@ -39,7 +38,7 @@ void command_id_window::grow() {
   ring.resize(capacity);
   ring_ = std::move(ring);
   head_ = 0;
-  table_.assign(capacity * 2, empty_slot);
+  table_.assign(capacity + capacity / 2, empty_slot);
   for (size_t at = 0; at < count_; ++at)
     table_[probe(ring_[at].client, ring_[at].sequence)] = static_cast<uint32_t>(at);
 }
@@ -62,11 +61,10 @@ void command_id_window::pop_front() {
   const auto& oldest = ring_[head_];
   size_t hole = probe(oldest.client, oldest.sequence);
   // Backward shift: move later slots of the run into the hole if their home allows it.
-  const size_t mask = table_.size() - 1;
-  for (size_t j = (hole + 1) & mask; table_[j] != empty_slot; j = (j + 1) & mask) {
+  for (size_t j = next_slot(hole); table_[j] != empty_slot; j = next_slot(j)) {
     const auto& there = ring_[table_[j]];
-    size_t home = hash_of(there.client, there.sequence) & mask;
-    bool home_in_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+    size_t h = home(hash_of(there.client, there.sequence));
+    bool home_in_between = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
     if (!home_in_between) {
       table_[hole] = table_[j];
       hole = j;

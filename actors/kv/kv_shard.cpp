@@ -117,8 +117,7 @@ kv_shard::record kv_shard::record_at(uint32_t offset) const {
 }
 
 size_t kv_shard::probe(std::string_view key, uint32_t hash) const {
-  const size_t mask = slots_.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+  for (size_t i = home(hash);; i = next(i)) {
     const auto& s = slots_[i];
     if (s.offset == empty_offset || (s.hash == hash && record_at(s.offset).key == key))
       return i;
@@ -147,7 +146,9 @@ void kv_shard::reserve_arena(size_t bytes) {
   size_t needed = arena_size_ + bytes;
   if (needed > max_arena)
     throw std::length_error("kv_shard: more than 4 GiB of keys and values in one shard");
-  size_t capacity = std::max({needed, arena_capacity_ + arena_capacity_ / 2, min_arena});
+  // Growth by a quarter: the shards fill at the same pace, so they grow in step, and a larger
+  // factor would leave every arena of the map that much too large at once.
+  size_t capacity = std::max({needed, arena_capacity_ + arena_capacity_ / 4, min_arena});
   capacity = std::min(capacity, max_arena);
   std::unique_ptr<char[]> grown(new char[capacity]);
   if (arena_size_ > 0)
@@ -173,14 +174,15 @@ uint32_t kv_shard::append_record(std::string_view key, std::string_view value) {
 
 void kv_shard::grow_table() {
   std::vector<slot> old = std::move(slots_);
-  slots_.assign(std::max(min_table, old.size() * 2), slot{});
-  const size_t mask = slots_.size() - 1;
+  // By half, not by doubling: the table is a tenth of the shard's bytes at most, but a power of
+  // two size would leave it a third empty on average.
+  slots_.assign(std::max(min_table, old.size() + old.size() / 2), slot{});
   for (const auto& s : old) {
     if (s.offset == empty_offset)
       continue;
-    size_t i = s.hash & mask;
+    size_t i = home(s.hash);
     while (slots_[i].offset != empty_offset)
-      i = (i + 1) & mask;
+      i = next(i);
     slots_[i] = s;
   }
 }
@@ -220,8 +222,8 @@ kv_shard::assign_result kv_shard::insert_or_assign(std::string_view key, std::st
     std::string key_copy(key), value_copy(value);
     return insert_or_assign(key_copy, value_copy);
   }
-  // Grow before probing so the slot found stays valid; at most 3/4 full.
-  if ((size_ + 1) * 4 > slots_.size() * 3)
+  // Grow before probing so the slot found stays valid; at most 4/5 full.
+  if ((size_ + 1) * 5 > slots_.size() * 4)
     grow_table();
   auto hash = hash_of(key);
   auto i = probe(key, hash);
@@ -257,12 +259,11 @@ std::optional<size_t> kv_shard::erase(std::string_view key) {
   garbage_ += old.bytes;
   --size_;
   // Backward shift: move later slots of the run into the hole if their home allows it.
-  const size_t mask = slots_.size() - 1;
   size_t hole = i;
-  for (size_t j = (i + 1) & mask; slots_[j].offset != empty_offset; j = (j + 1) & mask) {
-    size_t home = slots_[j].hash & mask;
+  for (size_t j = next(i); slots_[j].offset != empty_offset; j = next(j)) {
+    size_t h = home(slots_[j].hash);
     // Movable if its home is not in (hole, j] (cyclically).
-    bool home_in_between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+    bool home_in_between = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
     if (!home_in_between) {
       slots_[hole] = slots_[j];
       hole = j;

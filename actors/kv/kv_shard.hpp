@@ -2,10 +2,11 @@
 //
 // Layout (issue 13): no allocation per key. The keys and values live in one arena per shard as
 // records `varint key length | varint value length | key | value`; an open-addressing table
-// (linear probing, power-of-two size, at most 3/4 full) holds 8-byte slots: the record's offset in
-// the arena and 32 bits of the key's hash. A 100-byte value under a short key costs about 108
-// bytes of record plus 11-21 bytes of table, against about 220 for a node of an
-// std::unordered_map<std::string, std::string> with the value on the heap.
+// (linear probing, growing by half, at most 4/5 full) holds 8-byte slots: the record's offset in
+// the arena and 32 bits of the key's hash, which also picks the home slot (multiply-shift, so
+// any table size works). A 100-byte value under a short key costs about 108 bytes of record,
+// 10-15 bytes of table and up to a quarter of arena headroom, against about 220 bytes for a node
+// of an std::unordered_map<std::string, std::string> with the value on the heap.
 //
 // Overwriting a value of the same length writes it in place; any other overwrite or an erase
 // leaves the old record as garbage, and the arena is compacted when garbage is more than half of
@@ -95,6 +96,11 @@ class kv_shard {
   };
 
   static uint32_t hash_of(std::string_view key);
+  /// The slot where a key with this hash would be if nothing were in the way.
+  size_t home(uint32_t hash) const {
+    return static_cast<size_t>((static_cast<uint64_t>(hash) * slots_.size()) >> 32);
+  }
+  size_t next(size_t i) const { return i + 1 == slots_.size() ? 0 : i + 1; }
   record record_at(uint32_t offset) const;
   /// Index of the slot holding `key`, or of the empty slot where it would go.
   size_t probe(std::string_view key, uint32_t hash) const;
