@@ -3,7 +3,7 @@
 # of 100 bytes").
 #
 #   bash bench/memory.sh [--keys K] [--value-bytes B] [--base-port P] [--heaptrack DIR]
-#                        [--no-build] [-- node options]
+#                        [--malloc-stats] [--no-build] [-- node options]
 #
 # Starts a 3-node cluster on 127.0.0.1 (ports P.., default 38000; fresh data directories under
 # /tmp, default snapshot settings), reads each node's RSS when idle, writes K distinct keys of B
@@ -13,6 +13,8 @@
 # INFINITY_BIN=path runs another build of the node (an A/B against a base commit).
 # NODE_ENV="VAR=value ..." is put in the nodes' environment (e.g. MALLOC_ARENA_MAX=2).
 # --heaptrack DIR runs node n1 under heaptrack and leaves its profile in DIR.
+# --malloc-stats attaches gdb to each node at the end: glibc's bytes in use and held (all arenas),
+# then the RSS after malloc_trim(0) (what the allocator held but did not use).
 # Ends every process it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ keys=100000
 value_bytes=100
 base=38000
 heaptrack_dir=""
+malloc_stats=0
 build=1
 extra=()
 while (($#)); do
@@ -30,6 +33,7 @@ while (($#)); do
   --value-bytes) value_bytes=$2; shift 2 ;;
   --base-port) base=$2; shift 2 ;;
   --heaptrack) heaptrack_dir=$2; shift 2 ;;
+  --malloc-stats) malloc_stats=1; shift ;;
   --no-build) build=0; shift ;;
   --) shift; extra=("$@"); break ;;
   *) echo "usage: bash bench/memory.sh [--keys K] [--value-bytes B] [--base-port P] [--heaptrack DIR] [--no-build] [-- node options]" >&2; exit 2 ;;
@@ -144,7 +148,7 @@ first=$(status_field "$leader" commit_index)
 loaded=0
 while ((loaded < keys)); do
   left=$((keys - loaded))
-  seconds=$((left / 5000 + 1)); ((seconds > 20)) && seconds=20
+  seconds=$((left / 6000 + 1)); ((seconds > 10)) && seconds=10
   line=$(BENCH_KEYS=$keys BENCH_KEY_OFFSET=$loaded wrk -t2 -c32 -d"${seconds}s" --timeout 10s \
     -s bench/wrk/set_keys.lua "http://127.0.0.1:$leader" | grep '^RESULT' || true)
   loaded=$(($(status_field "$leader" commit_index) - first))
@@ -161,8 +165,15 @@ done
 sleep 3 # snapshots in flight
 for i in 1 2 3; do
   port=$((base + 1 + (i - 1) * 10))
-  echo "n$i ($(curl -s --max-time 2 "127.0.0.1:$port/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["role"], "applied", s["applied_index"], "log from", s["log_first_index"])')): $(rss "$i")"
+  echo "n$i ($(curl -s --max-time 2 "127.0.0.1:$port/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["role"], "applied", s["applied_index"], "log from", s["log_first_index"], "leader changes", s["leader_changes"])')): $(rss "$i")"
   echo "    $(snapshot_keys "$i")"
+  if ((malloc_stats)); then
+    p=$(node_pid "$i")
+    gdb -p "$p" -batch -ex 'call (void)malloc_stats()' >/dev/null 2>&1 || true
+    echo "    malloc: $(grep -A2 'Total (incl' "$work/n$i.log" | tail -2 | awk '{printf "%s %s %.1f MB  ", $1, $2, $NF / 1048576}')"
+    gdb -p "$p" -batch -ex 'call (int)malloc_trim(0)' >/dev/null 2>&1 || true
+    echo "    after malloc_trim(0): $(rss "$i")"
+  fi
 done
 if [[ -n ${MEMORY_HOLD:-} ]]; then
   echo "holding for $MEMORY_HOLD s (pids: $(for i in 1 2 3; do node_pid "$i"; done | xargs))"
