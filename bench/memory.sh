@@ -11,6 +11,7 @@
 # after the writes committed so far), waits for the followers, then prints per node: VmRSS, VmHWM,
 # RssAnon, and the number of keys in its newest snapshot (a check that the load wrote every key).
 # INFINITY_BIN=path runs another build of the node (an A/B against a base commit).
+# LOG_LEVEL=info shows, among others, how long each release of free heap memory took.
 # NODE_ENV="VAR=value ..." is put in the nodes' environment (e.g. MALLOC_ARENA_MAX=2).
 # --heaptrack DIR runs node n1 under heaptrack and leaves its profile in DIR.
 # --malloc-stats attaches gdb to each node at the end: glibc's bytes in use and held (all arenas),
@@ -72,7 +73,7 @@ start() {
   # shellcheck disable=SC2086
   env ${NODE_ENV:-} "${wrap[@]}" "$bin" --node-id "n$i" --raft-addr "127.0.0.1:$port" \
     --http-addr "127.0.0.1:$((port + 1))" --data-dir "$work/n$i" --initial-cluster "$cluster" \
-    --log-level warn "${extra[@]}" >>"$work/n$i.log" 2>&1 &
+    --log-level "${LOG_LEVEL:-warn}" "${extra[@]}" >>"$work/n$i.log" 2>&1 &
   pid[$i]=$!
 }
 # The node's own process (under heaptrack, the child of the wrapper).
@@ -167,6 +168,7 @@ for i in 1 2 3; do
   port=$((base + 1 + (i - 1) * 10))
   echo "n$i ($(curl -s --max-time 2 "127.0.0.1:$port/status" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["role"], "applied", s["applied_index"], "log from", s["log_first_index"], "leader changes", s["leader_changes"])')): $(rss "$i")"
   echo "    $(snapshot_keys "$i")"
+  grep -h "released free heap" "$work/n$i.log" | tail -2 | sed 's/^/    log: /' || true
   if ((malloc_stats)); then
     p=$(node_pid "$i")
     gdb -p "$p" -batch -ex 'call (void)malloc_stats()' >/dev/null 2>&1 || true
