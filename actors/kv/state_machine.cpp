@@ -73,34 +73,29 @@ kv_state_machine::apply_effect kv_state_machine::apply(const log_entry& entry) {
     ++malformed_skipped_;
     return apply_effect::malformed;
   }
-  if (command.client_id != 0) {
-    auto id = std::make_pair(command.client_id, command.sequence);
-    if (!recent_command_ids_.insert(id).second) {
-      ++duplicates_skipped_;
-      return apply_effect::duplicate;
-    }
-    command_id_expiry_.emplace_back(entry.index, id);
+  if (command.client_id != 0 &&
+      !recent_command_ids_.insert(entry.index, command.client_id, command.sequence)) {
+    ++duplicates_skipped_;
+    return apply_effect::duplicate;
   }
   const auto shard_index = shard_of(command.key);
   std::unique_lock<std::shared_mutex> readers_wait{(*shard_locks_)[shard_index]};
   auto& data = writable(shard_index);
   switch (command.op) {
   case kv_op::set: {
-    auto [it, inserted] = data.try_emplace(command.key);
-    if (inserted) {
+    auto result = data.insert_or_assign(command.key, command.value);
+    if (result.inserted) {
       ++size_;
       data_bytes_ += command.key.size();
     } else {
-      data_bytes_ -= it->second.size();
+      data_bytes_ -= result.old_value_size;
     }
     data_bytes_ += command.value.size();
-    it->second = std::move(command.value);
     break;
   }
   case kv_op::del:
-    if (auto it = data.find(command.key); it != data.end()) {
-      data_bytes_ -= it->first.size() + it->second.size();
-      data.erase(it);
+    if (auto removed = data.erase(command.key)) {
+      data_bytes_ -= *removed;
       --size_;
     }
     break;
@@ -111,19 +106,17 @@ kv_state_machine::apply_effect kv_state_machine::apply(const log_entry& entry) {
 std::optional<std::string> kv_state_machine::get(const std::string& key) const {
   const auto index = shard_of(key);
   std::shared_lock<std::shared_mutex> no_writer{(*shard_locks_)[index]};
-  const auto& data = *shards_[index];
-  auto i = data.find(key);
-  if (i == data.end())
+  // A view into the shard's arena: copied before the lock is released.
+  auto value = shards_[index]->find(key);
+  if (!value)
     return std::nullopt;
-  return i->second;
+  return std::string(*value);
 }
 
 void kv_state_machine::forget_old_command_ids(uint64_t index) {
-  while (!command_id_expiry_.empty() &&
-         command_id_expiry_.front().first + dedup_window_entries_ < index) {
-    recent_command_ids_.erase(command_id_expiry_.front().second);
-    command_id_expiry_.pop_front();
-  }
+  while (!recent_command_ids_.empty() &&
+         recent_command_ids_.front().index + dedup_window_entries_ < index)
+    recent_command_ids_.pop_front();
 }
 
 // -- snapshots
@@ -138,7 +131,10 @@ kv_state_machine::image kv_state_machine::freeze() const {
   result.dedup_window_entries = dedup_window_entries_;
   for (size_t i = 0; i < shard_count; ++i)
     result.shards[i] = shards_[i];
-  result.recent_command_ids.assign(command_id_expiry_.begin(), command_id_expiry_.end());
+  result.recent_command_ids.reserve(recent_command_ids_.size());
+  recent_command_ids_.for_each([&](const command_id_window::item& i) {
+    result.recent_command_ids.emplace_back(i.index, command_id{i.client, i.sequence});
+  });
   result.size = size_;
   return result;
 }
@@ -166,20 +162,13 @@ void kv_state_machine::serialize(const image& snapshot,
     put_varint(buffer, id.second);
     flush_if_full();
   }
-  std::vector<const std::pair<const std::string, std::string>*> sorted;
   for (const auto& s : snapshot.shards) {
-    sorted.clear();
-    sorted.reserve(s->size());
-    for (const auto& kv : *s)
-      sorted.push_back(&kv);
-    std::sort(sorted.begin(), sorted.end(),
-              [](const auto* a, const auto* b) { return a->first < b->first; });
-    put_varint(buffer, sorted.size());
-    for (const auto* kv : sorted) {
-      put_bytes(buffer, kv->first);
-      put_bytes(buffer, kv->second);
+    put_varint(buffer, s->size());
+    s->for_each_sorted([&](std::string_view key, std::string_view value) {
+      put_bytes(buffer, key);
+      put_bytes(buffer, value);
       flush_if_full();
-    }
+    });
   }
   if (!buffer.empty())
     out(buffer);
@@ -254,10 +243,8 @@ struct kv_state_machine::restorer::impl {
     uint64_t index = 0, client = 0, sequence = 0;
     if (!varint(at, index) || !varint(at, client) || !varint(at, sequence))
       return false;
-    auto id = std::make_pair(client, sequence);
-    if (!machine.recent_command_ids_.insert(id).second)
+    if (!machine.recent_command_ids_.insert(index, client, sequence))
       fail("a command id listed twice");
-    machine.command_id_expiry_.emplace_back(index, id);
     offset = at;
     --ids_left;
     return true;
@@ -278,7 +265,7 @@ struct kv_state_machine::restorer::impl {
     if (shard_of(key) != shard)
       fail("key in the wrong shard");
     machine.data_bytes_ += key.size() + value.size();
-    if (!machine.shards_[shard]->emplace(std::move(key), std::move(value)).second)
+    if (!machine.shards_[shard]->insert_or_assign(key, value).inserted)
       fail("a key listed twice");
     ++machine.size_;
     offset = at;

@@ -13,21 +13,24 @@
 // image can be serialized on another thread while writes go on. An image serializes to the same
 // bytes on every replica that applied the same prefix (shards in order, keys sorted within a
 // shard, shard chosen by a fixed hash).
+//
+// Memory (issue 13): a shard is a `kv_shard` (keys and values in one arena, an open-addressing
+// table of 8-byte slots) and the deduplication window a `command_id_window` (a ring buffer and a
+// flat table), so neither allocates per key or per command id.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "actors/kv/command_id_window.hpp"
+#include "actors/kv/kv_shard.hpp"
 #include "actors/types.hpp"
 
 namespace infinity {
@@ -70,7 +73,8 @@ class kv_state_machine {
   // -- snapshots
   // -----------------------------------------------------------------------------------
 
-  using shard = std::unordered_map<std::string, std::string>;
+  /// Keys and values of one shard, in a flat table over one arena (no allocation per key).
+  using shard = kv_shard;
   using command_id = std::pair<uint64_t, uint64_t>;
 
   /// The state as of one applied index, immutable and safe to read from another thread.
@@ -110,12 +114,6 @@ class kv_state_machine {
   };
 
  private:
-  struct command_id_hash {
-    size_t operator()(const command_id& id) const {
-      return std::hash<uint64_t>{}(id.first * 0x9E3779B97F4A7C15ULL ^ id.second);
-    }
-  };
-
   static size_t shard_of(const std::string& key);
   shard& writable(size_t index);
   void forget_old_command_ids(uint64_t index);
@@ -133,9 +131,8 @@ class kv_state_machine {
   /// Behind a pointer so the machine stays movable (it is moved only before anyone reads it).
   std::unique_ptr<std::array<std::shared_mutex, shard_count>> shard_locks_ =
       std::make_unique<std::array<std::shared_mutex, shard_count>>();
-  std::unordered_set<command_id, command_id_hash> recent_command_ids_;
   /// (index, id) in apply order, so expiry is deterministic across replicas.
-  std::deque<std::pair<uint64_t, command_id>> command_id_expiry_;
+  command_id_window recent_command_ids_;
 };
 
 } // namespace infinity
