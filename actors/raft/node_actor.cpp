@@ -19,19 +19,27 @@ namespace {
 /// dropped (and the image's copies of shards, freed before) leave free space scattered through
 /// glibc's heaps that stays resident: 10-25 MB per node at 100,000 keys; so do the buffers of a
 /// burst of requests. malloc_trim gives those pages back. Once per snapshot, and once when the
-/// commits stop for a second; it takes milliseconds (logged). Not in the simulator, where many
-/// nodes share one heap.
-void release_free_memory(const raft_event_log& log, const char* when) {
+/// commits stop for a second; it takes milliseconds (logged), on a detached actor of its own. Not
+/// in the simulator, where many nodes share one heap.
+void release_free_memory(caf::actor_system& system, const raft_event_log& log, const char* when) {
 #ifdef INFINITY_RELEASE_FREE_MEMORY
-  auto started = std::chrono::steady_clock::now();
-  malloc_trim(0);
-  if (log) {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - started)
-                  .count();
-    log(std::string("released free heap memory ") + when + " (" + std::to_string(us) + " us)");
-  }
+  // On a thread of its own: it takes 1-30 ms, which the Raft actor (and every write behind it)
+  // must not wait for. glibc locks one arena at a time while it trims it.
+  system.spawn<caf::detached>(
+      [](caf::event_based_actor* self, raft_event_log log, std::string when) {
+        auto started = std::chrono::steady_clock::now();
+        malloc_trim(0);
+        if (log) {
+          auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+          log("released free heap memory " + when + " (" + std::to_string(us) + " us)");
+        }
+        self->quit();
+      },
+      log, std::string{when});
 #else
+  (void)system;
   (void)log;
   (void)when;
 #endif
@@ -198,7 +206,7 @@ void carry_out(node_pointer self) {
           auto first = core.log().first_index();
           core.applied(epoch, batch);
           if (core.log().first_index() > first)
-            release_free_memory(self->state.log, "after the log compaction");
+            release_free_memory(self->system(), self->state.log, "after the log compaction");
           carry_out(self);
         });
   for (auto& answer : out.answers) {
@@ -369,7 +377,7 @@ raft_node_actor::behavior_type raft_node_impl(node_pointer self, raft_config con
         } else if (commit != st.released_at_commit &&
                    ++st.quiet_ticks * st.tick_interval >= std::chrono::seconds(1)) {
           st.released_at_commit = commit;
-          release_free_memory(st.log, "after a second without commits");
+          release_free_memory(self->system(), st.log, "after a second without commits");
         }
       },
       [self](flush_atom) {

@@ -42,7 +42,7 @@
 namespace infinity {
 
 /// One line per event (role change, term, leader, membership, protocol violations); called on
-/// the actor's thread. May be empty.
+/// the actor's thread, and by the memory release's own thread: must be thread-safe. May be empty.
 using raft_event_log = std::function<void(const std::string&)>;
 
 /// The member id a remote node's connection authenticated as (nothing if none). Called on the
