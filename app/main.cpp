@@ -37,14 +37,16 @@ int main(int argc, char** argv) {
   logger log{opts.level, opts.format, opts.node_id};
 
 #if defined(__GLIBC__)
-  // Memory (issue 13, bench/README.md): blocks of 32 KiB or more (a shard's arena, the Raft log's
-  // vector, snapshot buffers) are mapped on their own, so freeing one (the old copy of a shard
-  // once a snapshot is written, say) gives it back to the system at once. With glibc's default
-  // (128 KiB, raised to the largest such block freed) they sit in the heap, and its free space
-  // stays resident: about 7 MB of RSS per node at 100,000 keys. Set before any thread exists;
-  // MALLOC_MMAP_THRESHOLD_ in the environment still wins.
+  // Memory (issue 13, bench/README.md): blocks of 256 KiB or more (a large shard's arena, the
+  // Raft log's vector, snapshot buffers) are mapped on their own, so freeing one (the old copy
+  // of a shard once a snapshot is written, say) gives it back to the system at once; smaller free
+  // space goes back with the malloc_trim after each snapshot. Not lower: at 32 KiB every request
+  // carrying a 64 KB value mapped and unmapped its buffers (reads of 64 KB values ran 4-5x
+  // slower), with no gain in RSS at 100,000 keys of 100 bytes (36.1 against 36.2 MiB). A fixed
+  // threshold also stops glibc from raising its default (128 KiB) to the largest block freed.
+  // Set before any thread exists; MALLOC_MMAP_THRESHOLD_ in the environment still wins.
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr)
-    mallopt(M_MMAP_THRESHOLD, 32 * 1024);
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 #endif
 
   // Blocked before any thread exists, so every thread inherits the mask and the signals wait
