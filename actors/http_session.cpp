@@ -137,7 +137,8 @@ void on_alarm(session_actor* self, int64_t at) {
   }
   for (auto& [position, call] : expired)
     finish(self, position, call.write, call.timed_out(no_answer_within(call.timeout)));
-  if (!st.calls.empty() && !st.alarm) {
+  // Also when a request started by `finish` armed a later alarm than a call still waiting.
+  if (!st.calls.empty()) {
     auto earliest = st.calls.begin()->second.deadline;
     for (const auto& [position, call] : st.calls)
       earliest = std::min(earliest, call.deadline);
