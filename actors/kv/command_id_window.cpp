@@ -3,16 +3,12 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "actors/kv/hashing.hpp"
+
 namespace infinity {
 
 size_t command_id_window::hash_of(uint64_t client, uint64_t sequence) {
-  uint64_t h = client * 0x9E3779B97F4A7C15ULL ^ sequence;
-  h ^= h >> 33;
-  h *= 0xFF51AFD7ED558CCDULL;
-  h ^= h >> 33;
-  h *= 0xC4CEB9FE1A85EC53ULL;
-  h ^= h >> 33;
-  return static_cast<size_t>(h);
+  return static_cast<size_t>(mix64(client * 0x9E3779B97F4A7C15ULL ^ sequence));
 }
 
 size_t command_id_window::probe(uint64_t client, uint64_t sequence) const {

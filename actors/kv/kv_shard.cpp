@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "actors/kv/hashing.hpp"
+
 namespace infinity {
 namespace {
 
@@ -92,15 +94,7 @@ kv_shard& kv_shard::operator=(kv_shard&& other) noexcept {
 uint32_t kv_shard::hash_of(std::string_view key) {
   // FNV-1a, then a 64-bit finalizer (murmur3's): the state machine picks the shard from FNV-1a's
   // low bits, so every key of a shard shares them; the finalizer spreads all bits over the table.
-  uint64_t h = 0xCBF29CE484222325ULL;
-  for (unsigned char c : key)
-    h = (h ^ c) * 0x100000001B3ULL;
-  h ^= h >> 33;
-  h *= 0xFF51AFD7ED558CCDULL;
-  h ^= h >> 33;
-  h *= 0xC4CEB9FE1A85EC53ULL;
-  h ^= h >> 33;
-  return static_cast<uint32_t>(h);
+  return static_cast<uint32_t>(mix64(fnv1a(key)));
 }
 
 kv_shard::record kv_shard::record_at(uint32_t offset) const {

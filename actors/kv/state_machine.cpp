@@ -5,19 +5,12 @@
 #include <stdexcept>
 
 #include "actors/kv/command_codec.hpp"
+#include "actors/kv/hashing.hpp"
 
 namespace infinity {
 namespace {
 
 constexpr std::string_view image_magic = "IKV1";
-
-/// FNV-1a: the same shard for a key on every replica and every build (std::hash is not).
-uint64_t fnv1a(std::string_view bytes) {
-  uint64_t hash = 0xCBF29CE484222325ULL;
-  for (unsigned char c : bytes)
-    hash = (hash ^ c) * 0x100000001B3ULL;
-  return hash;
-}
 
 void put_varint(std::string& out, uint64_t value) {
   while (value >= 0x80) {
